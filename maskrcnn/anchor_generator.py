@@ -1,0 +1,42 @@
+"""Anchors: one size per pyramid level and several aspect ratios, laid on every feature-map cell."""
+import math
+
+import mindspore as ms
+from mindspore import nn, ops
+
+
+def cell_anchors(size, aspect_ratios):
+    """(A, 4) XYXY anchors of area size**2 centred on the origin, one per aspect ratio (h / w)."""
+    anchors = []
+    for ratio in aspect_ratios:
+        w = math.sqrt(size * size / ratio)
+        h = ratio * w
+        anchors.append((-w / 2.0, -h / 2.0, w / 2.0, h / 2.0))
+    return ms.Tensor(anchors, ms.float32)
+
+
+def grid_anchors(base_anchors, stride, offset, height, width):
+    """(A, 4) anchors shifted to every cell of a height x width map -> (height * width * A, 4),
+    ordered (y, x, anchor) like the flattened head outputs."""
+    shifts_x = ops.arange(0, width, dtype=ms.float32) * stride + offset * stride
+    shifts_y = ops.arange(0, height, dtype=ms.float32) * stride + offset * stride
+    shift_y, shift_x = ops.meshgrid(shifts_y, shifts_x, indexing="ij")
+    shifts = ops.stack((shift_x, shift_y, shift_x, shift_y), axis=-1).reshape(-1, 1, 4)
+    return (shifts + base_anchors.reshape(1, -1, 4)).reshape(-1, 4)
+
+
+class AnchorGenerator(nn.Cell):
+    """Anchors for each feature map: tuple of (H_l * W_l * A, 4), A = len(aspect_ratios)."""
+
+    def __init__(self, sizes, aspect_ratios, strides, offset=0.0):
+        super().__init__()
+        if len(sizes) != len(strides):
+            raise ValueError(f"{len(sizes)} anchor sizes for {len(strides)} feature levels")
+        self.base_anchors = tuple(cell_anchors(size, aspect_ratios) for size in sizes)
+        self.strides = tuple(strides)
+        self.offset = offset
+        self.num_anchors = len(aspect_ratios)
+
+    def construct(self, features):
+        return tuple(grid_anchors(base, stride, self.offset, f.shape[-2], f.shape[-1])
+                     for base, stride, f in zip(self.base_anchors, self.strides, features))

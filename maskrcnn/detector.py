@@ -1,0 +1,59 @@
+"""Mask R-CNN meta-architecture: input normalization, FPN backbone, RPN, ROI heads (+ a pluggable mask head)."""
+import mindspore as ms
+from mindspore import nn, ops
+
+from .anchor_generator import AnchorGenerator
+from .fpn import FPN
+from .resnet import ResNet
+from .roi_heads import ROIHeads
+from .rpn import RPN
+
+
+class GeneralizedRCNN(nn.Cell):
+    """Inference: uint8 images (N, 3, H, W) zero-padded, in `input_format` channel order BGR, and image_size
+    (N, 2) of the content -> ROIHeads outputs (boxes, scores, classes, valid, complete[, mask probabilities])
+    in the coordinates of the (resized) input."""
+
+    def __init__(self, backbone, proposal_generator, roi_heads, pixel_mean, pixel_std, input_format):
+        super().__init__()
+        self.backbone = backbone
+        self.proposal_generator = proposal_generator
+        self.roi_heads = roi_heads
+        self.pixel_mean = ms.Tensor(pixel_mean, ms.float32).reshape(1, -1, 1, 1)
+        self.pixel_std = ms.Tensor(pixel_std, ms.float32).reshape(1, -1, 1, 1)
+        if input_format not in ("BGR", "RGB"):
+            raise ValueError(f"input format {input_format!r}: expected BGR or RGB")
+        self.reverse_channels = input_format == "RGB"  # images arrive BGR
+
+    def normalize(self, images, image_size):
+        """uint8 BGR (N, 3, H, W) -> float (x - mean) / std in the model's channel order, zero outside the
+        content so padding is zeros after normalization (as detectron2 pads the normalized tensor)."""
+        x = images.astype(ms.float32)
+        if self.reverse_channels:
+            x = ops.flip(x, (1,))
+        x = (x - self.pixel_mean) / self.pixel_std
+        rows = ops.arange(x.shape[2], dtype=ms.int32).reshape(1, 1, -1, 1) < image_size[:, 0].reshape(-1, 1, 1, 1)
+        cols = ops.arange(x.shape[3], dtype=ms.int32).reshape(1, 1, 1, -1) < image_size[:, 1].reshape(-1, 1, 1, 1)
+        return x * ops.logical_and(rows, cols).astype(ms.float32)
+
+    def construct(self, images, image_size):
+        features = self.backbone(self.normalize(images, image_size))
+        proposals, valid, _ = self.proposal_generator(features, image_size)
+        return self.roi_heads(features, proposals, valid, image_size)
+
+
+def build_detector(cfg, mask_head_builder=None):
+    """The detector described by `cfg`; `mask_head_builder(cfg.model, feature_strides)` adds a mask head."""
+    m = cfg.model
+    bottom_up = ResNet(m.backbone.depth, m.backbone.norm, m.backbone.stride_in_1x1, m.backbone.freeze_at,
+                       m.backbone.out_features)
+    backbone = FPN(bottom_up, m.fpn.out_channels)
+    feature_strides = {f"p{s.bit_length() - 1}": s for s in backbone.strides}
+    rpn_strides = [feature_strides[name] for name in m.rpn.in_features]
+    anchors = AnchorGenerator(m.anchor.sizes, m.anchor.aspect_ratios, rpn_strides, m.anchor.offset)
+    proposal_generator = RPN(m.rpn, [list(feature_strides).index(n) for n in m.rpn.in_features], anchors,
+                             m.fpn.out_channels)
+    mask_head = mask_head_builder(m, feature_strides) if mask_head_builder else None
+    roi_heads = ROIHeads(m, feature_strides, mask_head)
+    return GeneralizedRCNN(backbone, proposal_generator, roi_heads, cfg.input.pixel_mean, cfg.input.pixel_std,
+                           cfg.input.format)

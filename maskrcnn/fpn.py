@@ -1,0 +1,36 @@
+"""Feature Pyramid Network over a bottom-up backbone: p2..p5 from res2..res5, plus p6 = stride-2 subsample of p5."""
+from mindspore import nn, ops
+
+from .layers.conv import XAVIER_FILL, Conv2d
+from .resnet import STAGE_STRIDES
+
+
+class FPN(nn.Cell):
+    """(N, 3, H, W) -> (p2, p3, p4, p5, p6), each (N, out_channels, H / stride, W / stride).
+
+    Named like detectron2 (`bottom_up`, `fpn_lateral{k}`, `fpn_output{k}`) so checkpoints map 1:1.
+    """
+
+    def __init__(self, bottom_up, out_channels=256):
+        super().__init__()
+        self.bottom_up = bottom_up
+        self.in_features = bottom_up.out_features
+        for name in self.in_features:
+            level = name[-1]
+            setattr(self, f"fpn_lateral{level}", Conv2d(bottom_up.out_channels[name], out_channels, 1,
+                                                        weight_init=XAVIER_FILL))
+            setattr(self, f"fpn_output{level}", Conv2d(out_channels, out_channels, 3, padding=1,
+                                                       weight_init=XAVIER_FILL))
+        self.levels = tuple(name[-1] for name in self.in_features)[::-1]  # coarsest first
+        self.strides = tuple(STAGE_STRIDES[n] for n in self.in_features) + (2 * STAGE_STRIDES[self.in_features[-1]],)
+        self.out_channels = out_channels
+
+    def construct(self, images):
+        bottom_up = self.bottom_up(images)[::-1]
+        prev = getattr(self, "fpn_lateral" + self.levels[0])(bottom_up[0])
+        results = (getattr(self, "fpn_output" + self.levels[0])(prev),)
+        for features, level in zip(bottom_up[1:], self.levels[1:]):
+            top_down = ops.interpolate(prev, size=features.shape[-2:], mode="nearest")
+            prev = getattr(self, "fpn_lateral" + level)(features) + top_down
+            results = (getattr(self, "fpn_output" + level)(prev),) + results
+        return results + (results[-1][:, :, ::2, ::2],)

@@ -1,0 +1,89 @@
+"""ResNet bottom-up backbone (detectron2 layout: stem, res2..res5 of bottleneck blocks)."""
+from mindspore import nn, ops
+
+from .layers.conv import Conv2d
+from .layers.norm import build_norm
+
+BLOCKS_PER_STAGE = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
+STAGE_STRIDES = {"res2": 4, "res3": 8, "res4": 16, "res5": 32}
+
+
+class BottleneckBlock(nn.Cell):
+    """1x1 -> 3x3 -> 1x1 with a projection shortcut when the shape changes; the stride sits in the first
+    1x1 conv (detectron2/MSRA weights) or in the 3x3 conv (torchvision/MindSpore zoo weights)."""
+
+    def __init__(self, in_channels, out_channels, bottleneck_channels, stride, norm, stride_in_1x1):
+        super().__init__()
+        if in_channels != out_channels:
+            self.shortcut = Conv2d(in_channels, out_channels, 1, stride, bias=False,
+                                   norm=build_norm(norm, out_channels))
+        else:
+            self.shortcut = None
+        stride_1x1, stride_3x3 = (stride, 1) if stride_in_1x1 else (1, stride)
+        self.conv1 = Conv2d(in_channels, bottleneck_channels, 1, stride_1x1, bias=False,
+                            norm=build_norm(norm, bottleneck_channels), relu=True)
+        self.conv2 = Conv2d(bottleneck_channels, bottleneck_channels, 3, stride_3x3, padding=1, bias=False,
+                            norm=build_norm(norm, bottleneck_channels), relu=True)
+        self.conv3 = Conv2d(bottleneck_channels, out_channels, 1, bias=False, norm=build_norm(norm, out_channels))
+
+    def construct(self, x):
+        shortcut = x if self.shortcut is None else self.shortcut(x)
+        return ops.relu(self.conv3(self.conv2(self.conv1(x))) + shortcut)
+
+
+class BasicStem(nn.Cell):
+    """7x7 stride-2 conv, norm, ReLU, 3x3 stride-2 max pool: (N, 3, H, W) -> (N, 64, H/4, W/4)."""
+
+    def __init__(self, norm, out_channels=64):
+        super().__init__()
+        self.conv1 = Conv2d(3, out_channels, 7, stride=2, padding=3, bias=False,
+                            norm=build_norm(norm, out_channels), relu=True)
+        self.max_pool = nn.MaxPool2d(3, 2, pad_mode="pad", padding=1)
+
+    def construct(self, x):
+        return self.max_pool(self.conv1(x))
+
+
+class ResNet(nn.Cell):
+    """Returns the feature maps named in `out_features` (subset of res2..res5) as a tuple, finest first."""
+
+    def __init__(self, depth=50, norm="FrozenBN", stride_in_1x1=True, freeze_at=2,
+                 out_features=("res2", "res3", "res4", "res5")):
+        super().__init__()
+        if depth not in BLOCKS_PER_STAGE:
+            raise ValueError(f"ResNet depth {depth} is not supported; choose one of {sorted(BLOCKS_PER_STAGE)}")
+        # Frozen stages never update statistics either: their norms become FrozenBN (as detectron2 does).
+        stage_norm = lambda index: "FrozenBN" if index < freeze_at else norm
+        self.stem = BasicStem(stage_norm(0))
+        self.out_features = tuple(out_features)
+        self.stage_names = tuple(name for name in STAGE_STRIDES if STAGE_STRIDES[name] <= max(
+            STAGE_STRIDES[f] for f in self.out_features))
+        in_channels, bottleneck, out_channels = 64, 64, 256
+        for index, (name, num_blocks) in enumerate(zip(self.stage_names, BLOCKS_PER_STAGE[depth])):
+            first_stride = 1 if index == 0 else 2
+            blocks = []
+            for block_index in range(num_blocks):
+                blocks.append(BottleneckBlock(in_channels, out_channels, bottleneck,
+                                              first_stride if block_index == 0 else 1, stage_norm(index + 1),
+                                              stride_in_1x1))
+                in_channels = out_channels
+            setattr(self, name, nn.SequentialCell(blocks))
+            bottleneck *= 2
+            out_channels *= 2
+        self.out_channels = {name: 256 * 2 ** i for i, name in enumerate(STAGE_STRIDES)}
+        self._freeze(freeze_at)
+
+    def _freeze(self, freeze_at):
+        """freeze_at=1 freezes the stem, 2 also res2, and so on (detectron2's convention)."""
+        for cell in ([self.stem] + [getattr(self, name) for name in self.stage_names])[:freeze_at]:
+            for param in cell.get_parameters():
+                param.requires_grad = False
+
+    def construct(self, x):
+        x = self.stem(x)
+        outputs = ()
+        for name in self.stage_names:
+            x = getattr(self, name)(x)
+            if name in self.out_features:
+                outputs += (x,)
+        return outputs

@@ -1,0 +1,85 @@
+"""Region Proposal Network: a shared conv head over every pyramid level and proposal selection."""
+import mindspore as ms
+from mindspore import nn, ops
+from mindspore.common.initializer import Normal
+
+from .box_coder import BoxCoder
+from .box_ops import clip_boxes, nms, nonempty
+from .layers.conv import Conv2d
+
+
+class RPNHead(nn.Cell):
+    """3x3 conv + ReLU, then per-anchor objectness logits and box deltas, for each level.
+
+    Returns (logits, deltas): tuples over levels of (N, H*W*A) and (N, H*W*A, 4), ordered (y, x, anchor).
+    """
+
+    def __init__(self, in_channels, num_anchors):
+        super().__init__()
+        self.conv = Conv2d(in_channels, in_channels, 3, padding=1, relu=True, weight_init=Normal(0.01))
+        self.objectness_logits = Conv2d(in_channels, num_anchors, 1, weight_init=Normal(0.01))
+        self.anchor_deltas = Conv2d(in_channels, num_anchors * 4, 1, weight_init=Normal(0.01))
+        self.num_anchors = num_anchors
+
+    def construct(self, features):
+        logits = ()
+        deltas = ()
+        for x in features:
+            t = self.conv(x)
+            n, _, h, w = t.shape
+            logits += (self.objectness_logits(t).transpose(0, 2, 3, 1).reshape(n, -1),)
+            d = self.anchor_deltas(t).reshape(n, self.num_anchors, 4, h, w)
+            deltas += (d.transpose(0, 3, 4, 1, 2).reshape(n, -1, 4),)
+        return logits, deltas
+
+
+def select_proposals(anchors, logits, deltas, image_size, box_coder, pre_nms_topk, post_nms_topk, nms_thresh):
+    """Top-scoring decoded anchors per level, clipped, NMS per level, then the best `post_nms_topk` overall.
+
+    anchors: per level (A_l, 4); logits: per level (N, A_l); deltas: per level (N, A_l, 4); image_size (N, 2).
+    Returns proposals (N, post_nms_topk, 4), objectness logits (N, post_nms_topk) and valid (N, post_nms_topk);
+    slots beyond the number of surviving boxes are invalid.
+    """
+    num_images = image_size.shape[0]
+    level_boxes, level_scores, level_ids = [], [], []
+    for level, (level_anchors, level_logits, level_deltas) in enumerate(zip(anchors, logits, deltas)):
+        k = min(pre_nms_topk, level_logits.shape[1])
+        scores, index = ops.topk(level_logits, k)
+        picked_deltas = ops.gather_elements(level_deltas, 1, ops.broadcast_to(index[..., None], (num_images, k, 4)))
+        boxes = box_coder.decode(picked_deltas, ops.gather(level_anchors, index, 0))
+        level_boxes.append(clip_boxes(boxes, image_size))
+        level_scores.append(scores)
+        level_ids.append(ops.full((k,), level, dtype=ms.int32))
+    boxes = ops.concat(level_boxes, 1)
+    scores = ops.concat(level_scores, 1)
+    levels = ops.concat(level_ids, 0)
+    valid = ops.logical_and(nonempty(boxes), ops.logical_and(ops.isfinite(scores), ops.isfinite(boxes).all(-1)))
+    keep = ops.stack([nms(boxes[i], valid[i], nms_thresh, groups=levels) for i in range(num_images)])
+    kept_scores = ops.where(keep, scores, ops.full_like(scores, float("-inf")))
+    top_scores, order = ops.topk(kept_scores, min(post_nms_topk, kept_scores.shape[1]))
+    top_boxes = ops.gather_elements(boxes, 1, ops.broadcast_to(order[..., None], order.shape + (4,)))
+    return ops.stop_gradient(top_boxes), top_scores, top_scores > float("-inf")
+
+
+class RPN(nn.Cell):
+    """Proposals for each image from the pyramid features (and, for training, the raw head outputs)."""
+
+    def __init__(self, cfg_rpn, feature_indices, anchor_generator, in_channels):
+        super().__init__()
+        self.feature_indices = tuple(feature_indices)
+        self.anchor_generator = anchor_generator
+        self.rpn_head = RPNHead(in_channels, anchor_generator.num_anchors)
+        self.box_coder = BoxCoder(cfg_rpn.bbox_reg_weights)
+        self.nms_thresh = cfg_rpn.nms_thresh
+        self.topk_train = (cfg_rpn.pre_nms_topk_train, cfg_rpn.post_nms_topk_train)
+        self.topk_test = (cfg_rpn.pre_nms_topk_test, cfg_rpn.post_nms_topk_test)
+
+    def construct(self, features, image_size):
+        """-> proposals (N, P, 4), valid (N, P), and (anchors, logits, deltas) for the losses."""
+        features = tuple(features[i] for i in self.feature_indices)
+        anchors = self.anchor_generator(features)
+        logits, deltas = self.rpn_head(features)
+        pre_nms_topk, post_nms_topk = self.topk_train if self.training else self.topk_test
+        proposals, _, valid = select_proposals(anchors, logits, deltas, image_size, self.box_coder,
+                                               pre_nms_topk, post_nms_topk, self.nms_thresh)
+        return proposals, valid, (anchors, logits, deltas)

@@ -1,0 +1,58 @@
+"""Point sampling for PointRend: bilinear features at box-relative points, regular grids and uncertain points.
+
+Shapes: N images, R boxes (all images, image-major), P points; coordinates in [0, 1] x [0, 1] of a box unless
+said otherwise, (x, y) order.
+"""
+import mindspore as ms
+from mindspore import ops
+
+
+def point_sample(features, point_coords):
+    """Bilinear sample (N, C, H, W) at (N, P, 2) [0, 1]-normalized points -> (N, C, P) (grid_sample,
+    align_corners=False, zero padding)."""
+    grid = (2.0 * point_coords - 1.0)[:, :, None, :]
+    return ops.grid_sample(features, grid, mode="bilinear", padding_mode="zeros", align_corners=False)[..., 0]
+
+
+def regular_grid_points(side):
+    """(side * side, 2) centres of a side x side grid over the unit square, row-major."""
+    centres = (ops.arange(side, dtype=ms.float32) + 0.5) / side
+    y, x = ops.meshgrid(centres, centres, indexing="ij")
+    return ops.stack((x.reshape(-1), y.reshape(-1)), axis=-1)
+
+
+def points_in_image(boxes, point_coords):
+    """(R, 4) XYXY boxes, (R, P, 2) box-relative points -> (R, P, 2) image coordinates."""
+    size = boxes[:, None, 2:] - boxes[:, None, :2]
+    return point_coords * size + boxes[:, None, :2]
+
+
+def sample_image_features(features, stride, boxes, point_coords):
+    """Features at box-relative points of each image's boxes.
+
+    features (N, C, H, W) of the given stride; boxes (N, B, 4) in image pixels; point_coords (N * B, P, 2)
+    -> (N * B, C, P).
+    """
+    num_images, num_boxes = boxes.shape[:2]
+    num_points = point_coords.shape[1]
+    image_points = points_in_image(boxes.reshape(-1, 4), point_coords)
+    extent = ms.Tensor([features.shape[3] * stride, features.shape[2] * stride], ms.float32)
+    normalized = (image_points / extent).reshape(num_images, num_boxes * num_points, 2)
+    sampled = point_sample(features, normalized)  # (N, C, B * P)
+    channels = sampled.shape[1]
+    return sampled.reshape(num_images, channels, num_boxes, num_points).transpose(0, 2, 1, 3).reshape(
+        num_images * num_boxes, channels, num_points)
+
+
+def uncertain_grid_points(uncertainty, num_points):
+    """(R, H, W) uncertainty -> indices (R, P) of the P most uncertain cells and their centres (R, P, 2)."""
+    num_boxes, height, width = uncertainty.shape
+    _, index = ops.topk(uncertainty.reshape(num_boxes, height * width), num_points)
+    x = ((index % width).astype(ms.float32) + 0.5) / width
+    y = ((index // width).astype(ms.float32) + 0.5) / height
+    return index, ops.stack((x, y), axis=-1)
+
+
+def calculate_uncertainty(logits):
+    """Logits of the class of interest (any shape) -> uncertainty -|logit|: highest near the decision boundary."""
+    return -ops.abs(logits)
