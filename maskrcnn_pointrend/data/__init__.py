@@ -1,0 +1,8 @@
+"""COCO-format data: annotation parsing, conversion to MindRecord, and the mindspore.dataset input pipelines.
+
+- `coco_json`: reads and checks a COCO instances json, drops bad annotations with a count per reason.
+- `coco_mindrecord`: the MindRecord schema, the parallel atomic converter, and reading the output back.
+- `transforms`: detectron2-exact image decoding and resizing, box transforms, inference preprocessing.
+- `gt_masks`: rasterizes polygons / RLE into box-aligned MxM grids for PointRend's point supervision.
+- `dataset`: the training (fixed canvases, padded targets) and test pipelines over a converted dataset.
+"""

@@ -1,0 +1,204 @@
+"""mindspore.dataset pipelines over a converted COCO MindRecord directory (see coco_mindrecord).
+
+Training (detectron2's PointRend recipe, with static shapes): decode, resize the shorter side to a random
+choice of cfg.input.min_size_train (longer side <= max_size_train), flip horizontally with p = 0.5, pad
+to the landscape or portrait canvas of cfg.input.train_canvases; a batch holds images of one canvas.
+Targets: the non-crowd instances (crowd ones are left out, as detectron2 does), boxes clipped to the
+image, at most cfg.input.max_instances per image (the largest boxes are kept), padded to that many
+slots with a validity mask; each mask as a box-aligned MxM grid (gt_masks). Images without a non-crowd
+instance are dropped. Normalization happens inside the network: images stay uint8 BGR, zero-padded.
+
+Test: resize to min_size_test / max_size_test, zero-pad to a multiple of size_divisibility, one image
+at a time, in file order, with its original size to paste results back.
+"""
+import logging
+
+import mindspore.dataset as ds
+import numpy as np
+
+from .coco_mindrecord import INSTANCE_COLUMNS, decode_instances, mindrecord_files, read_image_index
+from .gt_masks import instance_grid
+from .transforms import (clip_boxes, hflip_boxes, pad_chw, preprocess_for_inference, read_image_bgr, resize_image,
+                         resize_shortest_edge_shape, scale_boxes)
+
+logger = logging.getLogger(__name__)
+
+TRAIN_COLUMNS = ("image", "image_size", "gt_boxes", "gt_classes", "gt_valid", "gt_masks")
+TEST_COLUMNS = ("image", "image_size", "original_size", "image_id")
+
+
+def has_training_instances(num_instances, iscrowd):
+    """Filter predicate on a record: does it hold a non-crowd instance?"""
+    return bool(np.any(np.asarray(iscrowd).reshape(-1)[:int(num_instances)] == 0))
+
+
+def training_instance_indices(boxes, iscrowd, max_instances):
+    """(N, 4) boxes, (N,) iscrowd -> indices of the non-crowd instances, the `max_instances` largest boxes
+    when there are more, in record order."""
+    kept = np.flatnonzero(iscrowd == 0)
+    if len(kept) > max_instances:
+        areas = (boxes[kept, 2] - boxes[kept, 0]) * (boxes[kept, 3] - boxes[kept, 1])
+        kept = np.sort(kept[np.argsort(-areas, kind="stable")[:max_instances]])
+    return kept
+
+
+def training_selection_counts(image_index, max_instances):
+    """Per-image instance counts of a conversion -> what the training pipeline leaves out."""
+    noncrowd = image_index["num_instances"] - image_index["num_crowd"]
+    return {
+        "images": len(noncrowd),
+        "images_without_non_crowd_instances": int(np.sum(noncrowd == 0)),
+        "crowd_instances": int(np.sum(image_index["num_crowd"])),
+        "images_over_max_instances": int(np.sum(noncrowd > max_instances)),
+        "instances_over_max_instances": int(np.sum(np.maximum(noncrowd - max_instances, 0))),
+    }
+
+
+def orientation_canvases(canvases, max_short_edge, max_size):
+    """cfg.input.train_canvases -> ((H, W) landscape canvas, (H, W) portrait canvas), checked to hold every
+    resized image: a landscape image is at most max_short_edge x max_size, a portrait one the transpose."""
+    landscape = [tuple(c) for c in canvases if c[0] <= c[1]]
+    portrait = [tuple(c) for c in canvases if c[0] > c[1]]
+    if len(canvases) != 2 or len(landscape) != 1 or len(portrait) != 1:
+        raise ValueError(f"cfg.input.train_canvases must hold one landscape (H <= W) and one portrait (H > W) "
+                         f"canvas, got {canvases}")
+    (lh, lw), (ph, pw) = landscape[0], portrait[0]
+    if lh < max_short_edge or lw < max_size or ph < max_size or pw < max_short_edge:
+        raise ValueError(f"cfg.input.train_canvases {canvases} cannot hold images resized to a shorter side of "
+                         f"{max_short_edge} and a longer side of {max_size}: need [{max_short_edge}, {max_size}] "
+                         f"and [{max_size}, {max_short_edge}] or larger")
+    return landscape[0], portrait[0]
+
+
+class TrainTransform:
+    """A record -> one training sample (TRAIN_COLUMNS), its random scale and flip drawn from its aug seed."""
+
+    def __init__(self, min_sizes, sampling, max_size, random_flip, canvases, max_instances, grid_size):
+        if sampling not in ("choice", "range") or (sampling == "range" and len(min_sizes) != 2):
+            raise ValueError(f"min_size_train_sampling must be 'choice', or 'range' with two sizes; got {sampling!r} "
+                             f"with {min_sizes}")
+        if random_flip not in ("horizontal", "none"):
+            raise ValueError(f"random_flip must be 'horizontal' or 'none', got {random_flip!r}")
+        self.min_sizes = list(min_sizes)
+        self.sampling = sampling
+        self.max_size = max_size
+        self.flip_probability = 0.5 if random_flip == "horizontal" else 0.0
+        self.landscape, self.portrait = orientation_canvases(canvases, max(min_sizes), max_size)
+        self.max_instances = max_instances
+        self.grid_size = grid_size
+
+    @classmethod
+    def from_config(cls, cfg):
+        i = cfg.input
+        return cls(i.min_size_train, i.min_size_train_sampling, i.max_size_train, i.random_flip, i.train_canvases,
+                   i.max_instances, i.mask_grid)
+
+    def sample_short_edge(self, rng):
+        if self.sampling == "range":
+            return int(rng.integers(min(self.min_sizes), max(self.min_sizes) + 1))
+        return int(rng.choice(self.min_sizes))
+
+    def __call__(self, image, aug_seed, *instance_columns):
+        rng = np.random.default_rng(int(aug_seed))
+        short_edge = self.sample_short_edge(rng)
+        flip = rng.random() < self.flip_probability
+        instances = decode_instances(dict(zip(INSTANCE_COLUMNS, instance_columns)))
+        return self.transform(read_image_bgr(image.tobytes()), instances, short_edge, flip)
+
+    def transform(self, image, instances, short_edge, flip):
+        """(H, W, 3) uint8 BGR, RecordInstances -> the TRAIN_COLUMNS arrays of one image (no batch axis)."""
+        height, width = image.shape[:2]
+        new_h, new_w = resize_shortest_edge_shape(height, width, short_edge, self.max_size)
+        resized = resize_image(image, new_h, new_w)
+        boxes = clip_boxes(instances.boxes, height, width)
+        kept = training_instance_indices(boxes, instances.iscrowd, self.max_instances)
+        slots, grid = self.max_instances, self.grid_size
+        masks = np.zeros((slots, grid, grid), np.uint8)
+        for slot, i in enumerate(kept):
+            # box-aligned grids do not change with the scale; a flip reverses their columns (see gt_masks)
+            mask = instance_grid(instances.segmentations[i], height, width, boxes[i], grid)
+            masks[slot] = mask[:, ::-1] if flip else mask
+        boxes = scale_boxes(boxes[kept], new_w / width, new_h / height)
+        if flip:
+            resized = resized[:, ::-1]
+            boxes = hflip_boxes(boxes, new_w)
+        gt_boxes = np.zeros((slots, 4), np.float32)
+        gt_boxes[:len(kept)] = boxes
+        gt_classes = np.zeros(slots, np.int32)
+        gt_classes[:len(kept)] = instances.classes[kept]
+        gt_valid = np.zeros(slots, np.float32)
+        gt_valid[:len(kept)] = 1.0
+        canvas = self.landscape if width > height else self.portrait
+        return (pad_chw(resized, *canvas), np.asarray([new_h, new_w], np.int32), gt_boxes, gt_classes, gt_valid,
+                masks)
+
+
+class AugmentationSeeds:
+    """Gives each sample a seed for its augmentation, drawn in order by one worker, so that the parallel
+    transform workers produce the same samples for the same `seed` whatever their scheduling."""
+
+    def __init__(self, seed, shard_id):
+        self._rng = np.random.default_rng([seed, shard_id])
+
+    def __call__(self, image_id):
+        return np.asarray(self._rng.integers(2 ** 62), np.int64)
+
+
+def canvas_bucket(image):
+    """(3, H, W) padded image -> 0 on the landscape canvas, 1 on the portrait one."""
+    return int(image.shape[1] > image.shape[2])
+
+
+def create_train_dataset(mindrecord_dir, cfg, batch_size, num_shards=1, shard_id=0, seed=None, num_workers=2):
+    """-> an endless dataset of batches with TRAIN_COLUMNS: image (B, 3, Hc, Wc) uint8, image_size (B, 2)
+    int32, gt_boxes (B, K, 4) float32, gt_classes (B, K) int32, gt_valid (B, K) float32, gt_masks (B, K, M, M)
+    uint8, K = cfg.input.max_instances, M = cfg.input.mask_grid.
+
+    Shuffled with `seed` (default cfg.seed; sets mindspore.dataset's global seed, which its shuffling
+    reads), sharded for distributed training (in each pass, rank `shard_id` of `num_shards` reads a
+    disjoint part), transformed by `num_workers` threads (faster than processes here: a sample is ~10 MB
+    that processes would copy through shared memory). Logs what training leaves out of the dataset.
+    """
+    seed = cfg.seed if seed is None else seed
+    transform = TrainTransform.from_config(cfg)
+    files = mindrecord_files(mindrecord_dir)
+    counts = training_selection_counts(read_image_index(mindrecord_dir), cfg.input.max_instances)
+    logger.info("%s: %d images; training drops %d without a non-crowd instance, leaves out %d crowd instances, "
+                "and drops %d instances beyond max_instances=%d in %d images (keeping the largest boxes)",
+                mindrecord_dir, counts["images"], counts["images_without_non_crowd_instances"],
+                counts["crowd_instances"], counts["instances_over_max_instances"], cfg.input.max_instances,
+                counts["images_over_max_instances"])
+    ds.config.set_seed(seed)
+    data = ds.MindDataset(files, columns_list=["image", "image_id", *INSTANCE_COLUMNS], num_parallel_workers=1,
+                          shuffle=True, num_shards=num_shards, shard_id=shard_id)
+    data = data.filter(has_training_instances, input_columns=["num_instances", "iscrowd"])
+    data = data.repeat()
+    data = data.map(AugmentationSeeds(seed, shard_id), input_columns=["image_id"], output_columns=["aug_seed"],
+                    num_parallel_workers=1)
+    data = data.map(transform, input_columns=["image", "aug_seed", *INSTANCE_COLUMNS],
+                    output_columns=list(TRAIN_COLUMNS), num_parallel_workers=num_workers)
+    data = data.bucket_batch_by_length(["image"], [1], [batch_size, batch_size], canvas_bucket, drop_remainder=True)
+    return data.project(list(TRAIN_COLUMNS))
+
+
+class EvalTransform:
+    """A record's image bytes -> image (3, Hp, Wp) uint8, image_size (2,) int32, original_size (2,) int32."""
+
+    def __init__(self, min_size, max_size, size_divisibility):
+        self.min_size, self.max_size, self.size_divisibility = min_size, max_size, size_divisibility
+
+    def __call__(self, image):
+        decoded = read_image_bgr(image.tobytes())
+        padded, image_size, _ = preprocess_for_inference(decoded, self.min_size, self.max_size, self.size_divisibility)
+        return padded, np.asarray(image_size, np.int32), np.asarray(decoded.shape[:2], np.int32)
+
+
+def create_test_dataset(mindrecord_dir, cfg, num_workers=2):
+    """-> a dataset of single images in record order with TEST_COLUMNS: image (3, Hp, Wp) uint8 BGR,
+    image_size (2,) int32 (h, w) after resize, original_size (2,) int32 (H0, W0), image_id int64."""
+    i = cfg.input
+    data = ds.MindDataset(mindrecord_files(mindrecord_dir), columns_list=["image", "image_id"],
+                          num_parallel_workers=1, shuffle=False)
+    data = data.map(EvalTransform(i.min_size_test, i.max_size_test, i.size_divisibility), input_columns=["image"],
+                    output_columns=["image", "image_size", "original_size"], num_parallel_workers=num_workers)
+    return data.project(list(TEST_COLUMNS))

@@ -1,0 +1,92 @@
+"""Pure image and box transforms with detectron2's exact semantics (our inference must equal detectron2's).
+
+Images are uint8 HWC BGR as detectron2's `read_image(format="BGR")` returns them; resizing is Pillow
+bilinear as detectron2's `ResizeTransform` does for uint8 images, to the size its `ResizeShortestEdge`
+computes. Normalization is left to the network, so padding is zeros in uint8.
+"""
+import io
+import os
+
+import numpy as np
+from PIL import Image, ImageOps
+
+
+class ImageReadError(OSError):
+    pass
+
+
+def read_image_bgr(source):
+    """A file path or the file's bytes -> (H, W, 3) uint8 BGR with the EXIF orientation applied."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        name, stream = "<image bytes>", io.BytesIO(source)
+    else:
+        name = stream = os.fspath(source)
+    try:
+        with Image.open(stream) as image:
+            rgb = np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        raise ImageReadError(f"cannot read image {name}: {e}") from None
+    return np.ascontiguousarray(rgb[:, :, ::-1])
+
+
+def resize_shortest_edge_shape(height, width, short_edge, max_size):
+    """(height, width) -> (new_h, new_w): shorter side to `short_edge`, longer side at most `max_size`."""
+    scale = short_edge / min(height, width)
+    if height < width:
+        new_h, new_w = float(short_edge), scale * width
+    else:
+        new_h, new_w = scale * height, float(short_edge)
+    if max(new_h, new_w) > max_size:
+        shrink = max_size / max(new_h, new_w)
+        new_h, new_w = new_h * shrink, new_w * shrink
+    return int(new_h + 0.5), int(new_w + 0.5)
+
+
+def resize_image(image, new_h, new_w):
+    """(H, W, 3) uint8 -> (new_h, new_w, 3) uint8, Pillow bilinear."""
+    resized = Image.fromarray(image).resize((new_w, new_h), Image.Resampling.BILINEAR)
+    return np.asarray(resized)
+
+
+def pad_chw(image, height, width):
+    """(h, w, 3) uint8 -> (3, height, width) uint8, zeros below and right of the image."""
+    h, w = image.shape[:2]
+    if h > height or w > width:
+        raise ValueError(f"an image of {h}x{w} does not fit a {height}x{width} canvas")
+    padded = np.zeros((image.shape[2], height, width), dtype=image.dtype)
+    padded[:, :h, :w] = image.transpose(2, 0, 1)
+    return padded
+
+
+def padded_size(height, width, size_divisibility):
+    """The smallest multiples of `size_divisibility` >= (height, width) (unchanged when it is <= 1)."""
+    if size_divisibility <= 1:
+        return height, width
+    return (-(-height // size_divisibility) * size_divisibility,
+            -(-width // size_divisibility) * size_divisibility)
+
+
+def preprocess_for_inference(image, min_size, max_size, size_divisibility):
+    """(H0, W0, 3) uint8 BGR -> ((3, Hp, Wp) uint8 zero-padded, (h, w) after resize, (sx, sy) = (w / W0, h / H0))."""
+    height, width = image.shape[:2]
+    new_h, new_w = resize_shortest_edge_shape(height, width, min_size, max_size)
+    padded = pad_chw(resize_image(image, new_h, new_w), *padded_size(new_h, new_w, size_divisibility))
+    return padded, (new_h, new_w), (new_w / width, new_h / height)
+
+
+def scale_boxes(boxes, sx, sy):
+    """(N, 4) XYXY -> (N, 4) XYXY with x scaled by sx and y by sy."""
+    return boxes * np.asarray([sx, sy, sx, sy], dtype=boxes.dtype)
+
+
+def hflip_boxes(boxes, width):
+    """(N, 4) XYXY in an image `width` wide -> the boxes of the horizontally flipped image."""
+    flipped = boxes.copy()
+    flipped[:, 0] = width - boxes[:, 2]
+    flipped[:, 2] = width - boxes[:, 0]
+    return flipped
+
+
+def clip_boxes(boxes, height, width):
+    """(N, 4) XYXY -> (N, 4) clipped to [0, width] x [0, height]."""
+    return np.clip(boxes, 0, np.asarray([width, height, width, height], dtype=boxes.dtype))

@@ -1,0 +1,289 @@
+"""Input pipeline: detectron2-exact decoding and resizing, masks and boxes that follow resize and flip,
+static padded training batches within the memory bound, and the test pipeline."""
+import io
+import json
+import logging
+
+import cv2
+import mindspore.dataset as ds
+import numpy as np
+import pycocotools.mask as mask_util
+import pytest
+from PIL import Image
+from pycocotools.coco import COCO
+
+from conftest import COCO_MINI, PARITY, requires_shared
+from maskrcnn_pointrend.config import load_config
+from maskrcnn_pointrend.data.coco_mindrecord import convert_coco, decode_instances, mindrecord_files
+from maskrcnn_pointrend.data.dataset import (TRAIN_COLUMNS, TrainTransform, create_test_dataset, create_train_dataset,
+                                             orientation_canvases)
+from maskrcnn_pointrend.data.gt_masks import cell_centres, instance_grid
+from maskrcnn_pointrend.data.transforms import (ImageReadError, preprocess_for_inference, read_image_bgr,
+                                                resize_shortest_edge_shape)
+
+MASK_MEMORY_BOUND = 16 * 2 ** 20  # bytes per training image the pipeline may produce
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return load_config([])
+
+
+@pytest.fixture(scope="module")
+def mini(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pipeline")
+    for split in ("train2017", "val2017"):
+        convert_coco(COCO_MINI / "annotations" / f"instances_{split}.json", COCO_MINI / split, root / split, workers=2)
+    return root
+
+
+def records(mindrecord_dir, count):
+    data = ds.MindDataset(mindrecord_files(mindrecord_dir), shuffle=False)
+    rows = data.create_dict_iterator(output_numpy=True, num_epochs=1)
+    return [row for _, row in zip(range(count), rows)]
+
+
+@pytest.mark.parametrize("size, short_edge, expected", [
+    ((480, 640), 800, (800, 1067)),
+    ((427, 640), 800, (800, 1199)),
+    ((640, 640), 800, (800, 800)),
+    ((1000, 100), 800, (1333, 133)),   # the longer side hits max_size
+    ((500, 2000), 640, (333, 1333)),
+])
+def test_resize_shape_follows_detectron2(size, short_edge, expected):
+    assert resize_shortest_edge_shape(*size, short_edge, 1333) == expected
+
+
+@requires_shared
+def test_preprocess_for_inference_gives_detectron2s_input_for_the_parity_image():
+    reference = np.load(PARITY / "ref_seed0_coco_397133_800.npz")
+    image = read_image_bgr(PARITY / "coco_397133_800.png")
+    np.testing.assert_array_equal(image, cv2.imread(str(PARITY / "coco_397133_800.png")))  # BGR, as cv2
+    padded, image_size, scale = preprocess_for_inference(image, 800, 1333, 32)
+    assert padded.dtype == np.uint8 and padded.shape == tuple(reference["input_tensor_shape"][1:])
+    assert image_size == tuple(reference["image_size"]) and scale == (1.0, 1.0)
+    np.testing.assert_array_equal(padded[:, :800, :1199], image.transpose(2, 0, 1))
+    assert not padded[:, :, 1199:].any()
+
+
+def test_read_image_bgr_applies_exif_orientation_and_names_unreadable_files(tmp_path):
+    rgb = np.zeros((20, 30, 3), np.uint8)
+    rgb[:, :15] = (255, 0, 0)   # left half red
+    rgb[:, 15:] = (0, 0, 255)   # right half blue
+    exif = Image.Exif()
+    exif[0x0112] = 6            # displayed rotated 90 degrees clockwise: the left half goes to the top
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, "JPEG", quality=100, exif=exif)
+    bgr = read_image_bgr(buffer.getvalue())
+    assert bgr.shape == (30, 20, 3) and bgr.dtype == np.uint8
+    assert (bgr[:12, :, 2] > 200).all() and (bgr[:12, :, 0] < 60).all()    # top: red, in channel 2
+    assert (bgr[-12:, :, 0] > 200).all() and (bgr[-12:, :, 2] < 60).all()  # bottom: blue, in channel 0
+    with pytest.raises(ImageReadError, match="cannot read image <image bytes>"):
+        read_image_bgr(b"not an image")
+    with pytest.raises(ImageReadError, match=f"cannot read image {tmp_path / 'missing.jpg'}"):
+        read_image_bgr(tmp_path / "missing.jpg")
+
+
+def transformed_polygons(polygons, sx, sy, flip_width):
+    """Polygons in original pixels -> (P, 2) point arrays in the resized (and flipped) image."""
+    out = []
+    for p in polygons:
+        points = p.reshape(-1, 2) * [sx, sy]
+        if flip_width is not None:
+            points[:, 0] = flip_width - points[:, 0]
+        out.append(points)
+    return out
+
+
+@requires_shared
+@pytest.mark.parametrize("short_edge, flip", [(640, False), (800, True)])
+def test_masks_and_boxes_follow_resize_and_flip(mini, cfg, short_edge, flip):
+    transform = TrainTransform.from_config(cfg)
+    grid = cfg.input.mask_grid
+    extents_within_tolerance = []
+    for record in records(mini / "train2017", 12):
+        image = read_image_bgr(record["image"].tobytes())
+        instances = decode_instances(record)
+        out = dict(zip(TRAIN_COLUMNS, transform.transform(image, instances, short_edge, flip)))
+        height, width = image.shape[:2]
+        new_h, new_w = resize_shortest_edge_shape(height, width, short_edge, cfg.input.max_size_train)
+        assert tuple(out["image_size"]) == (new_h, new_w)
+        expected = np.asarray(Image.fromarray(image).resize((new_w, new_h), Image.Resampling.BILINEAR))
+        expected = expected[:, ::-1] if flip else expected
+        np.testing.assert_array_equal(out["image"][:, :new_h, :new_w], expected.transpose(2, 0, 1))
+        assert not out["image"][:, new_h:].any() and not out["image"][:, :, new_w:].any()
+        noncrowd = np.flatnonzero(instances.iscrowd == 0)
+        assert out["gt_valid"].sum() == len(noncrowd)
+        for slot, i in enumerate(noncrowd):
+            points = transformed_polygons(instances.segmentations[i], new_w / width, new_h / height,
+                                          new_w if flip else None)
+            box = out["gt_boxes"][slot]
+            all_points = np.concatenate(points)
+            # COCO boxes are the polygons' extents: the box must follow them through resize and flip
+            np.testing.assert_allclose(box, np.r_[all_points.min(0), all_points.max(0)], atol=1e-3)
+            # rasterizing the explicitly transformed polygons in the box's frame gives the same grid
+            in_grid = [((p - box[:2]) * grid / (box[2:] - box[:2])).ravel().tolist() for p in points]
+            reference = mask_util.decode(mask_util.merge(mask_util.frPyObjects(in_grid, grid, grid)))
+            mask = out["gt_masks"][slot]
+            assert (mask & reference).sum() / (mask | reference).sum() > 0.99
+            # the grid's content, mapped back to image pixels, spans the box
+            cols, rows = np.flatnonzero(mask.any(0)), np.flatnonzero(mask.any(1))
+            cell = (box[2:] - box[:2]) / grid
+            extent = np.r_[box[:2] + [cols[0], rows[0]] * cell, box[:2] + [cols[-1] + 1, rows[-1] + 1] * cell]
+            extents_within_tolerance.append((np.abs(extent - box) <= np.maximum(1.0, np.r_[cell, cell])).all())
+    # within 1 px, or one cell where a cell is larger; polygon tips thinner than a cell hold no cell centre,
+    # so a few grids stop further short of their box
+    assert np.mean(extents_within_tolerance) >= 0.97
+
+
+@requires_shared
+def test_mask_grid_labels_each_cell_by_its_centre(cfg):
+    coco = COCO(str(COCO_MINI / "annotations" / "instances_val2017.json"))
+    grid = cfg.input.mask_grid
+    rng = np.random.default_rng(0)
+    errors, checked = [], 0
+    for ann in list(coco.anns.values())[:300]:
+        info = coco.imgs[ann["image_id"]]
+        x, y, w, h = ann["bbox"]
+        box = np.asarray([x, y, min(x + w, info["width"]), min(y + h, info["height"])])
+        if isinstance(ann["segmentation"], dict):
+            rle = mask_util.frPyObjects(ann["segmentation"], info["height"], info["width"])
+            mask = instance_grid(rle["counts"], info["height"], info["width"], box, grid)
+            xs, ys = cell_centres(box, grid)
+            expected = coco.annToMask(ann)[ys.astype(int)[:, None], xs.astype(int)[None, :]]
+            np.testing.assert_array_equal(mask, expected)
+            continue
+        polygons = [np.asarray(p, np.float64) for p in ann["segmentation"]]
+        mask = instance_grid(polygons, info["height"], info["width"], box, grid)
+        contours = [p.reshape(-1, 2).astype(np.float32) for p in polygons]
+        xs, ys = cell_centres(box, grid)
+        cell = max(box[2] - box[0], box[3] - box[1]) / grid
+        for i, j in rng.integers(0, grid, (200, 2)):
+            distance = max(cv2.pointPolygonTest(c, (float(xs[j]), float(ys[i])), True) for c in contours)
+            checked += 1
+            if (distance > 0) != bool(mask[i, j]):
+                errors.append(abs(distance) / cell)
+    # cells are labelled by their centre; only centres closer to the boundary than pycocotools' 1/5-cell
+    # vertex rounding can be wrong: for objects up to 512 px (cells up to 2 px) that is 0.3 px
+    assert checked > 50000 and len(errors) < 0.002 * checked
+    assert max(errors) < 1 / 7
+
+
+@requires_shared
+def test_crowd_instances_are_left_out_and_the_largest_instances_kept(mini, cfg):
+    rows = records(mini / "train2017", 80)
+    with_crowd = next(r for r in rows if decode_instances(r).iscrowd.any())
+    instances = decode_instances(with_crowd)
+    image = read_image_bgr(with_crowd["image"].tobytes())
+    out = dict(zip(TRAIN_COLUMNS, TrainTransform.from_config(cfg).transform(image, instances, 800, False)))
+    noncrowd = np.flatnonzero(instances.iscrowd == 0)
+    n = len(noncrowd)
+    np.testing.assert_array_equal(out["gt_valid"], np.r_[np.ones(n), np.zeros(cfg.input.max_instances - n)])
+    np.testing.assert_array_equal(out["gt_classes"][:n], instances.classes[noncrowd])
+    assert not out["gt_boxes"][n:].any() and not out["gt_classes"][n:].any() and not out["gt_masks"][n:].any()
+
+    few = load_config(["--input.max_instances=3"])
+    crowded = next(r for r in rows if (decode_instances(r).iscrowd == 0).sum() > 3)
+    instances = decode_instances(crowded)
+    image = read_image_bgr(crowded["image"].tobytes())
+    out = dict(zip(TRAIN_COLUMNS, TrainTransform.from_config(few).transform(image, instances, 800, False)))
+    boxes = instances.boxes[instances.iscrowd == 0]
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    largest = boxes[np.sort(np.argsort(-areas)[:3])]
+    sx = out["image_size"][1] / image.shape[1]
+    np.testing.assert_allclose(out["gt_boxes"], largest * sx, rtol=1e-3)
+    assert out["gt_masks"].shape == (3, few.input.mask_grid, few.input.mask_grid)
+
+
+def test_canvases_must_hold_every_resized_image():
+    assert orientation_canvases([[800, 1344], [1344, 800]], 800, 1333) == ((800, 1344), (1344, 800))
+    with pytest.raises(ValueError, match="cannot hold"):
+        orientation_canvases([[800, 1312], [1312, 800]], 800, 1333)
+    with pytest.raises(ValueError, match="one landscape"):
+        orientation_canvases([[800, 1344]], 800, 1333)
+
+
+@requires_shared
+def test_train_dataset_yields_static_batches_grouped_by_canvas(mini, cfg):
+    data = create_train_dataset(mini / "train2017", cfg, batch_size=2, num_workers=2)
+    assert data.get_col_names() == list(TRAIN_COLUMNS)
+    K, M = cfg.input.max_instances, cfg.input.mask_grid
+    canvases_seen = set()
+    for b, batch in enumerate(data.create_dict_iterator(output_numpy=True)):
+        if b == 45:  # more than one pass over the 80 images: the dataset repeats
+            break
+        image, size, valid = batch["image"], batch["image_size"], batch["gt_valid"]
+        canvas = tuple(image.shape[2:])
+        assert canvas in {(800, 1344), (1344, 800)} and image.dtype == np.uint8 and image.shape[:2] == (2, 3)
+        canvases_seen.add(canvas)
+        assert batch["gt_boxes"].shape == (2, K, 4) and batch["gt_boxes"].dtype == np.float32
+        assert batch["gt_classes"].shape == (2, K) and batch["gt_classes"].dtype == np.int32
+        assert valid.shape == (2, K) and valid.dtype == np.float32
+        assert batch["gt_masks"].shape == (2, K, M, M) and batch["gt_masks"].dtype == np.uint8
+        assert size.dtype == np.int32
+        assert sum(v.nbytes for v in batch.values()) / 2 <= MASK_MEMORY_BOUND
+        for k in range(2):
+            h, w = size[k]
+            assert (h > w) == (canvas[0] > canvas[1]) or h == w
+            assert min(h, w) in cfg.input.min_size_train or max(h, w) == cfg.input.max_size_train
+            assert not image[k, :, h:].any() and not image[k, :, :, w:].any()
+            n = int(valid[k].sum())
+            assert n >= 1 and valid[k, :n].all()
+            boxes = batch["gt_boxes"][k, :n]
+            assert (boxes[:, 2:] > boxes[:, :2]).all() and (boxes >= 0).all()
+            assert (boxes[:, [0, 2]] <= w).all() and (boxes[:, [1, 3]] <= h).all()
+            assert batch["gt_masks"][k, :n].reshape(n, -1).any(1).all()
+            assert not batch["gt_masks"][k, n:].any() and not batch["gt_boxes"][k, n:].any()
+            assert (batch["gt_classes"][k, :n] < cfg.model.num_classes).all()
+    assert canvases_seen == {(800, 1344), (1344, 800)}
+
+
+def first_batches(mindrecord_dir, cfg, seed, count):
+    data = create_train_dataset(mindrecord_dir, cfg, batch_size=2, seed=seed, num_workers=2)
+    batches = data.create_tuple_iterator(output_numpy=True)
+    return [batch for _, batch in zip(range(count), batches)]
+
+
+@requires_shared
+def test_train_dataset_is_reproducible_for_a_seed(mini, cfg):
+    first = first_batches(mini / "train2017", cfg, 3, 3)
+    again = first_batches(mini / "train2017", cfg, 3, 3)
+    other = first_batches(mini / "train2017", cfg, 4, 3)
+    for a, b in zip(first, again):
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x, y)
+    assert any(not np.array_equal(a[1], b[1]) or a[0].shape != b[0].shape for a, b in zip(first, other))
+
+
+@requires_shared
+def test_training_drops_images_without_non_crowd_instances(tmp_path, cfg, caplog):
+    coco = json.loads((COCO_MINI / "annotations" / "instances_val2017.json").read_text())
+    coco["images"] = coco["images"][:3]
+    first, crowd_only, _ = (im["id"] for im in coco["images"])
+    coco["annotations"] = [dict(a, iscrowd=int(a["image_id"] == crowd_only)) for a in coco["annotations"]
+                           if a["image_id"] in (first, crowd_only)]
+    ann_file = tmp_path / "ann.json"
+    ann_file.write_text(json.dumps(coco))
+    convert_coco(ann_file, COCO_MINI / "val2017", tmp_path / "out")
+    with caplog.at_level(logging.INFO, logger="maskrcnn_pointrend.data.dataset"):
+        data = create_train_dataset(tmp_path / "out", cfg, batch_size=1, num_workers=1)
+    assert "training drops 2 without a non-crowd instance" in caplog.text
+    expected = sum(a["image_id"] == first for a in coco["annotations"])
+    for _, batch in zip(range(6), data.create_dict_iterator(output_numpy=True)):
+        assert batch["gt_valid"].sum() == expected
+
+
+@requires_shared
+def test_test_dataset_matches_preprocess_for_inference(mini, cfg):
+    coco = json.loads((COCO_MINI / "annotations" / "instances_val2017.json").read_text())
+    rows = list(create_test_dataset(mini / "val2017", cfg).create_dict_iterator(output_numpy=True, num_epochs=1))
+    assert [int(r["image_id"]) for r in rows] == [im["id"] for im in coco["images"]]
+    for row, info in zip(rows, coco["images"]):
+        assert tuple(row["original_size"]) == (info["height"], info["width"])
+        h, w = resize_shortest_edge_shape(info["height"], info["width"], 800, 1333)
+        assert tuple(row["image_size"]) == (h, w)
+        assert row["image"].shape == (3, -(-h // 32) * 32, -(-w // 32) * 32) and row["image"].dtype == np.uint8
+    for row, info in zip(rows[:3], coco["images"]):
+        expected, _, _ = preprocess_for_inference(read_image_bgr(COCO_MINI / "val2017" / info["file_name"]),
+                                                  800, 1333, 32)
+        np.testing.assert_array_equal(row["image"], expected)
