@@ -1,0 +1,37 @@
+"""What every entry script does first: its own arguments, the config with --key=value overrides, logging,
+and the MindSpore context."""
+import logging
+import sys
+
+import mindspore as ms
+
+from .config import ConfigError, load_config
+
+
+def parse_args(parser, argv=None):
+    """(script arguments, Config): arguments `parser` knows are the script's, --config_path and any other
+    --key=value are the config's; a bad override exits with the parser's usage message."""
+    args, rest = parser.parse_known_args(argv)
+    try:
+        cfg = load_config(rest)
+    except ConfigError as e:
+        parser.error(str(e))
+    return args, cfg
+
+
+def setup_logging(log_file=None):
+    """INFO to stderr (and to `log_file` when given) with timestamps."""
+    handlers = [logging.StreamHandler(sys.stderr)]
+    if log_file:
+        handlers.append(logging.FileHandler(log_file))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        handlers=handlers, force=True)
+
+
+def set_context(cfg, mode=ms.PYNATIVE_MODE):
+    """MindSpore execution mode and device for this process."""
+    if cfg.device_target not in ("CPU", "GPU"):
+        raise ConfigError(f"device_target {cfg.device_target!r}: expected CPU or GPU")
+    ms.set_context(mode=mode, device_target=cfg.device_target)
+    if cfg.device_target == "GPU":
+        ms.set_context(device_id=cfg.device_id)
