@@ -1,0 +1,128 @@
+"""ROIAlignV2 over several FPN levels: detectron2 ROIAlign(aligned=True) as a MindSpore custom operator.
+
+Each ROI is pooled from the one level named by `levels`; semantics are those of torchvision's roi_align
+with aligned=True (box shifted by -0.5 feature pixel, adaptive ceil(size / output_size) sampling grid when
+sampling_ratio is 0, bilinear samples outside [-1, size] count as zero).
+"""
+from functools import lru_cache, partial
+
+import mindspore as ms
+import numpy as np
+from mindspore import Tensor, nn, ops
+
+from maskrcnn.layers.build import build_cpu_kernel
+
+# Builds the kernel library for a device target; each library exports RoiAlignV2Forward and RoiAlignV2Backward.
+_KERNEL_BUILDERS = {"CPU": partial(build_cpu_kernel, "roi_align_cpu.cc")}
+_NUM_ROI_INPUTS = 4  # rois, levels, spatial_scales, sampling_ratio
+
+
+def _kernel_library(device_target: str) -> str:
+    """Path of the compiled ROIAlignV2 kernels for `device_target`."""
+    if device_target not in _KERNEL_BUILDERS:
+        raise NotImplementedError(f"ROIAlignV2 has kernels for {sorted(_KERNEL_BUILDERS)}, not for device_target "
+                                  f"{device_target}: it needs a source under maskrcnn/layers/csrc and a builder")
+    return str(_KERNEL_BUILDERS[device_target]())
+
+
+def _split_inputs(inputs, num_levels):
+    """(features, rois, levels) from the forward op's inputs (or their shapes or dtypes)."""
+    if len(inputs) != num_levels + _NUM_ROI_INPUTS:
+        raise ValueError(f"ROIAlignV2 has {num_levels} spatial scales but got "
+                         f"{len(inputs) - _NUM_ROI_INPUTS} feature maps")
+    return inputs[:num_levels], inputs[num_levels], inputs[num_levels + 1]
+
+
+def _check_shapes(feature_shapes, rois_shape, levels_shape):
+    """Raises ValueError unless features are (N, C, H_l, W_l), rois (R, 5) and levels (R,)."""
+    if not feature_shapes or any(len(s) != 4 or tuple(s[:2]) != tuple(feature_shapes[0][:2])
+                                 for s in feature_shapes):
+        raise ValueError(f"ROIAlignV2 features must be (N, C, H, W) with equal N and C, got {feature_shapes}")
+    if len(rois_shape) != 2 or rois_shape[1] != 5:
+        raise ValueError(f"ROIAlignV2 rois must be (R, 5), got {rois_shape}")
+    if tuple(levels_shape) != (rois_shape[0],):
+        raise ValueError(f"ROIAlignV2 levels must be ({rois_shape[0]},), got {levels_shape}")
+
+
+def _check_dtypes(feature_dtypes, rois_dtype, levels_dtype):
+    """Raises TypeError unless features and rois are float32 tensors and levels int32."""
+    if any(d.element_type() != ms.float32 for d in (*feature_dtypes, rois_dtype)) or \
+            levels_dtype.element_type() != ms.int32:
+        raise TypeError(f"ROIAlignV2 takes float32 features and rois and int32 levels, got {list(feature_dtypes)}, "
+                        f"{rois_dtype}, {levels_dtype}")
+
+
+def _forward_op(library: str, num_levels: int, output_size: int):
+    """Custom op (features..., rois, levels, spatial_scales, sampling_ratio) -> (R, C, P, P)."""
+
+    def infer_shape(*shapes):
+        _check_shapes(*_split_inputs(shapes, num_levels))
+        return [shapes[num_levels][0], shapes[0][1], output_size, output_size]
+
+    def infer_dtype(*dtypes):
+        _check_dtypes(*_split_inputs(dtypes, num_levels))
+        return ms.float32
+
+    op = ops.Custom(f"{library}:RoiAlignV2Forward", out_shape=infer_shape, out_dtype=infer_dtype, func_type="aot")
+    # PyNative caches inferred shapes by primitive attributes: ops differing only in output_size must differ here.
+    op.add_prim_attr("output_size", output_size)
+    return op
+
+
+def _backward_op(library: str, num_levels: int):
+    """Custom op (dout, rois, levels, spatial_scales, sampling_ratio, features...) -> feature gradients."""
+    return ops.Custom(f"{library}:RoiAlignV2Backward", out_shape=lambda *shapes: tuple(shapes[_NUM_ROI_INPUTS + 1:]),
+                      out_dtype=(ms.float32,) * num_levels, func_type="aot")
+
+
+class _PoolLevels(nn.Cell):
+    """The custom forward op with its gradient; inputs are ordered (rois, levels, features) because PyNative
+    reads a custom bprop result whose first item is a tuple as (positional grads, keyword grads)."""
+
+    def __init__(self, library: str, output_size: int, spatial_scales, sampling_ratio: int):
+        super().__init__()
+        self.spatial_scales = Tensor(np.asarray(spatial_scales, np.float32))
+        self.sampling_ratio = Tensor(np.array([sampling_ratio], np.int32))
+        self.pool = _forward_op(library, len(spatial_scales), output_size)
+        self.pool_grad = _backward_op(library, len(spatial_scales))
+
+    def construct(self, rois, levels, features):
+        return self.pool(*features, rois, levels, self.spatial_scales, self.sampling_ratio)
+
+    def bprop(self, rois, levels, features, out, dout):
+        feature_grads = self.pool_grad(dout, rois, levels, self.spatial_scales, self.sampling_ratio, *features)
+        return ops.zeros_like(rois), ops.zeros_like(levels), tuple(feature_grads)
+
+
+class ROIAlignV2(nn.Cell):
+    """Pools (R, C, P, P) from multi-level (N, C, H_l, W_l) features for ROIs (R, 5) on levels (R,).
+
+    Args:
+        output_size: P, the side of the pooled grid.
+        spatial_scales: one float per level, 1 / stride of that level.
+        sampling_ratio: samples per bin side; 0 for the adaptive ceil(roi_size / P).
+    """
+
+    def __init__(self, output_size: int, spatial_scales, sampling_ratio: int):
+        super().__init__()
+        if output_size < 1 or sampling_ratio < 0 or not spatial_scales:
+            raise ValueError(f"ROIAlignV2 needs output_size >= 1, sampling_ratio >= 0 and at least one spatial "
+                             f"scale, got {output_size}, {sampling_ratio}, {spatial_scales}")
+        library = _kernel_library(ms.get_context("device_target"))
+        self.pool = _PoolLevels(library, output_size, spatial_scales, sampling_ratio)
+
+    def construct(self, features, rois, levels):
+        """features: tuple of L (N, C, H_l, W_l); rois: (R, 5) [batch, x1, y1, x2, y2] in image pixels;
+        levels: (R,) int32 in [0, L), or -1 for a zero output."""
+        return self.pool(rois, levels, tuple(features))
+
+
+@lru_cache(maxsize=None)
+def _roi_align_cell(output_size: int, spatial_scales: tuple, sampling_ratio: int) -> ROIAlignV2:
+    return ROIAlignV2(output_size, spatial_scales, sampling_ratio)
+
+
+def roi_align_v2(features, rois, levels, spatial_scales, output_size: int, sampling_ratio: int):
+    """(R, C, output_size, output_size) pooled from tuple of (N, C, H_l, W_l), rois (R, 5), levels (R,) int32."""
+    return _roi_align_cell(output_size, tuple(float(s) for s in spatial_scales), sampling_ratio)(
+        features, rois, levels)
