@@ -41,6 +41,21 @@ class GeneralizedRCNN(nn.Cell):
         proposals, valid, _ = self.proposal_generator(features, image_size)
         return self.roi_heads(features, proposals, valid, image_size)
 
+    def losses(self, images, image_size, gt_boxes, gt_classes, gt_valid, gt_masks, rpn_keys, roi_keys,
+               *mask_random):
+        """Training losses (rpn objectness, rpn box, box classification, box regression[, mask head's ...]).
+
+        gt_* hold K padded ground-truth slots per image (gt_valid marks real ones; gt_masks (N, K, G, G) are
+        box-aligned grids); rpn_keys (N, A) and roi_keys (N, P + K) uniform [0, 1) drive the random
+        sampling, mask_random goes to the mask head, so one step is a pure function of its inputs.
+        """
+        features = self.backbone(self.normalize(images, image_size))
+        proposals, valid, head_outputs = self.proposal_generator(features, image_size)
+        rpn_losses = self.proposal_generator.losses(head_outputs, gt_boxes, gt_valid, rpn_keys)
+        roi_losses = self.roi_heads.losses(features, proposals, valid, gt_boxes, gt_classes, gt_valid, gt_masks,
+                                           roi_keys, mask_random)
+        return rpn_losses + roi_losses
+
 
 def build_detector(cfg, mask_head_builder=None):
     """The detector described by `cfg`; `mask_head_builder(cfg.model, feature_strides)` adds a mask head."""

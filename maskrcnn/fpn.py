@@ -24,6 +24,9 @@ class FPN(nn.Cell):
         self.levels = tuple(name[-1] for name in self.in_features)[::-1]  # coarsest first
         self.strides = tuple(STAGE_STRIDES[n] for n in self.in_features) + (2 * STAGE_STRIDES[self.in_features[-1]],)
         self.out_channels = out_channels
+        # p6 = max-pool of p5 with kernel 1, stride 2 (a stride-2 subsample); as an op rather than a strided
+        # slice because MindSpore's CPU StridedSliceGrad fails on odd-sized maps.
+        self.top_block = nn.MaxPool2d(1, 2)
 
     def construct(self, images):
         bottom_up = self.bottom_up(images)[::-1]
@@ -33,4 +36,4 @@ class FPN(nn.Cell):
             top_down = ops.interpolate(prev, size=features.shape[-2:], mode="nearest")
             prev = getattr(self, "fpn_lateral" + level)(features) + top_down
             results = (getattr(self, "fpn_output" + level)(prev),) + results
-        return results + (results[-1][:, :, ::2, ::2],)
+        return results + (self.top_block(results[-1]),)

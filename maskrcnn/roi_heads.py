@@ -1,15 +1,24 @@
 """ROI heads: box classification/regression on proposals, detection selection, and an optional mask head.
 
+Training losses are normalized per image and averaged over images (for one image this is detectron2's
+normalization), so N devices with B images each and one device with N * B images compute the same gradient.
+
 The mask head is any Cell called as mask_head(features, boxes (N, D, 4), classes (N, D), valid (N, D)) ->
-(N, D, S, S) mask probabilities in the box frame; this module knows nothing else about it.
+(N, D, S, S) mask probabilities in the box frame, with a method mask_head.losses(features, boxes (N, M, 4),
+classes (N, M), foreground (N, M), gt_boxes (N, M, 4), gt_masks (N, M, G, G), *mask_random) -> tuple of losses,
+where gt_masks are each instance's mask on a G x G grid aligned with its ground-truth box; this module knows
+nothing else about it.
 """
 import mindspore as ms
 from mindspore import nn, ops
 
 from .box_coder import BoxCoder
 from .box_head import FastRCNNFCHead, FastRCNNPredictor
-from .box_ops import clip_boxes, nms
+from .box_ops import clip_boxes, nms, pairwise_iou
+from .losses import smooth_l1
+from .matcher import NEGATIVE, POSITIVE, match
 from .poolers import ROIPooler
+from .sampler import subsample
 
 
 def select_detections(scores, boxes, valid, score_thresh, nms_thresh, num_candidates, detections_per_image):
@@ -49,6 +58,12 @@ class ROIHeads(nn.Cell):
         self.box_head = FastRCNNFCHead(cfg_model.fpn.out_channels * resolution ** 2, cfg_box.num_fc, cfg_box.fc_dim)
         self.box_predictor = FastRCNNPredictor(cfg_box.fc_dim, cfg_model.num_classes)
         self.box_coder = BoxCoder(cfg_box.bbox_reg_weights)
+        self.smooth_l1_beta = cfg_box.smooth_l1_beta
+        self.train_on_pred_boxes = cfg_box.train_on_pred_boxes
+        self.iou_threshold = cfg_roi.iou_threshold
+        self.batch_size_per_image = cfg_roi.batch_size_per_image
+        self.positive_fraction = cfg_roi.positive_fraction
+        self.proposal_append_gt = cfg_roi.proposal_append_gt
         self.mask_head = mask_head
         self.num_classes = cfg_model.num_classes
         self.score_thresh = cfg_roi.score_thresh_test
@@ -87,3 +102,71 @@ class ROIHeads(nn.Cell):
         if self.mask_head is not None:
             outputs += (self.mask_head(features, det_boxes, det_classes, det_valid),)
         return outputs
+
+    def label_and_sample(self, proposals, proposal_valid, gt_boxes, gt_classes, gt_valid, random_keys):
+        """Sample `batch_size_per_image` ROIs per image, foreground (IoU >= threshold) first, at most
+        `positive_fraction` of them; with proposal_append_gt the ground-truth boxes are candidates too.
+
+        proposals (N, P, 4), proposal_valid (N, P), gt_* (N, K, ...), random_keys (N, P [+ K]) ->
+        boxes (N, S, 4), classes (N, S) (num_classes for background), matched ground-truth slot (N, S),
+        foreground (N, S), sampled (N, S).
+        """
+        if self.proposal_append_gt:
+            proposals = ops.concat((proposals, gt_boxes), 1)
+            proposal_valid = ops.concat((proposal_valid, gt_valid), 1)
+        outputs = []
+        for i in range(proposals.shape[0]):
+            quality = pairwise_iou(gt_boxes[i], proposals[i])
+            matches, labels = match(quality, gt_valid[i], (self.iou_threshold,), (NEGATIVE, POSITIVE), False)
+            positive = ops.logical_and(proposal_valid[i], labels == POSITIVE)
+            negative = ops.logical_and(proposal_valid[i], labels == NEGATIVE)
+            index, foreground, sampled = subsample(positive, negative, self.batch_size_per_image,
+                                                   self.positive_fraction, random_keys[i])
+            matched = ops.gather(matches, index, 0)
+            classes = ops.where(foreground, ops.gather(gt_classes[i], matched, 0),
+                                ops.full_like(matched, self.num_classes))
+            outputs.append((ops.gather(proposals[i], index, 0), classes, matched, foreground, sampled))
+        return tuple(ops.stack(x) for x in zip(*outputs))
+
+    def box_losses(self, cls_logits, deltas, boxes, classes, matched_gt_boxes, foreground, sampled):
+        """Softmax cross-entropy over K + 1 classes and L1 on the ground-truth class's deltas of foreground
+        ROIs, each normalized by the image's number of sampled ROIs, averaged over images. Shapes (N, S, ...)."""
+        weight = sampled.astype(ms.float32)
+        normalizer = ops.maximum(weight.sum(1), 1.0)
+        log_probs = ops.log_softmax(cls_logits, -1)
+        class_log_probs = ops.gather_elements(log_probs, 2, classes[..., None].astype(ms.int32))[..., 0]
+        loss_cls = (-(class_log_probs * weight).sum(1) / normalizer).mean()
+        class_deltas = self._class_deltas(deltas, classes)
+        targets = self.box_coder.encode(ops.where(foreground[..., None], matched_gt_boxes, boxes), boxes)
+        loss = smooth_l1(class_deltas - ops.stop_gradient(targets), self.smooth_l1_beta).sum(-1)
+        loss_box_reg = ((loss * foreground.astype(ms.float32)).sum(1) / normalizer).mean()
+        return loss_cls, loss_box_reg
+
+    def _class_deltas(self, deltas, classes):
+        """(N, S, K * 4) deltas, (N, S) classes (background clamped to the last class) -> (N, S, 4)."""
+        num_images, num_boxes = classes.shape
+        per_class = deltas.reshape(num_images, num_boxes, self.num_classes, 4)
+        index = ops.clamp(classes, 0, self.num_classes - 1).astype(ms.int32).reshape(num_images, num_boxes, 1, 1)
+        return ops.gather_elements(per_class, 2, ops.broadcast_to(index, (num_images, num_boxes, 1, 4)))[:, :, 0]
+
+    def losses(self, features, proposals, proposal_valid, gt_boxes, gt_classes, gt_valid, gt_masks, roi_keys,
+               mask_random):
+        """Training: (loss_cls, loss_box_reg) + the mask head's losses on the foreground ROIs, whose boxes are
+        the box head's regression for their ground-truth class when train_on_pred_boxes (no gradient)."""
+        boxes, classes, matched, foreground, sampled = self.label_and_sample(
+            proposals, proposal_valid, gt_boxes, gt_classes, gt_valid, roi_keys)
+        cls_logits, deltas = self.box_features(features, boxes, sampled)
+        matched_gt_boxes = ops.gather_elements(gt_boxes, 1, ops.broadcast_to(matched[..., None], boxes.shape))
+        losses = self.box_losses(cls_logits, deltas, boxes, classes, matched_gt_boxes, foreground, sampled)
+        if self.mask_head is None:
+            return losses
+        if self.train_on_pred_boxes:
+            boxes = ops.stop_gradient(self.box_coder.decode(self._class_deltas(deltas, classes), boxes))
+        # Foreground ROIs come first; there are at most this many per image.
+        num_fg = int(self.batch_size_per_image * self.positive_fraction)
+        fg_matched = matched[:, :num_fg]
+        fg_gt_masks = ops.stack([ops.gather(gt_masks[i], fg_matched[i], 0) for i in range(gt_masks.shape[0])])
+        fg_classes = ops.clamp(classes[:, :num_fg], 0, self.num_classes - 1)  # background slots are masked out
+        return losses + self.mask_head.losses(features, boxes[:, :num_fg], fg_classes,
+                                              foreground[:, :num_fg], matched_gt_boxes[:, :num_fg], fg_gt_masks,
+                                              *mask_random)

@@ -4,8 +4,11 @@ from mindspore import nn, ops
 from mindspore.common.initializer import Normal
 
 from .box_coder import BoxCoder
-from .box_ops import clip_boxes, nms, nonempty
+from .box_ops import clip_boxes, nms, nonempty, pairwise_iou
 from .layers.conv import Conv2d
+from .losses import sigmoid_bce_with_logits, smooth_l1
+from .matcher import IGNORE, NEGATIVE, POSITIVE, match
+from .sampler import subsample
 
 
 class RPNHead(nn.Cell):
@@ -42,6 +45,7 @@ def select_proposals(anchors, logits, deltas, image_size, box_coder, pre_nms_top
     """
     num_images = image_size.shape[0]
     level_boxes, level_scores, level_ids = [], [], []
+    logits, deltas = ops.stop_gradient(logits), ops.stop_gradient(deltas)  # proposals are constants for the heads
     for level, (level_anchors, level_logits, level_deltas) in enumerate(zip(anchors, logits, deltas)):
         k = min(pre_nms_topk, level_logits.shape[1])
         scores, index = ops.topk(level_logits, k)
@@ -58,7 +62,7 @@ def select_proposals(anchors, logits, deltas, image_size, box_coder, pre_nms_top
     kept_scores = ops.where(keep, scores, ops.full_like(scores, float("-inf")))
     top_scores, order = ops.topk(kept_scores, min(post_nms_topk, kept_scores.shape[1]))
     top_boxes = ops.gather_elements(boxes, 1, ops.broadcast_to(order[..., None], order.shape + (4,)))
-    return ops.stop_gradient(top_boxes), top_scores, top_scores > float("-inf")
+    return top_boxes, top_scores, top_scores > float("-inf")
 
 
 class RPN(nn.Cell):
@@ -70,6 +74,10 @@ class RPN(nn.Cell):
         self.anchor_generator = anchor_generator
         self.rpn_head = RPNHead(in_channels, anchor_generator.num_anchors)
         self.box_coder = BoxCoder(cfg_rpn.bbox_reg_weights)
+        self.iou_thresholds = tuple(cfg_rpn.iou_thresholds)
+        self.batch_size_per_image = cfg_rpn.batch_size_per_image
+        self.positive_fraction = cfg_rpn.positive_fraction
+        self.smooth_l1_beta = cfg_rpn.smooth_l1_beta
         self.nms_thresh = cfg_rpn.nms_thresh
         self.topk_train = (cfg_rpn.pre_nms_topk_train, cfg_rpn.post_nms_topk_train)
         self.topk_test = (cfg_rpn.pre_nms_topk_test, cfg_rpn.post_nms_topk_test)
@@ -83,3 +91,33 @@ class RPN(nn.Cell):
         proposals, _, valid = select_proposals(anchors, logits, deltas, image_size, self.box_coder,
                                                pre_nms_topk, post_nms_topk, self.nms_thresh)
         return proposals, valid, (anchors, logits, deltas)
+
+    def losses(self, head_outputs, gt_boxes, gt_valid, random_keys):
+        """Objectness and box-delta losses on `batch_size_per_image` sampled anchors per image.
+
+        head_outputs: (anchors, logits, deltas) from construct; gt_boxes (N, K, 4), gt_valid (N, K);
+        random_keys (N, A) uniform [0, 1) choosing the sampled anchors. Both losses are sums over the sampled
+        anchors divided by batch_size_per_image * N. Anchors between the IoU thresholds (0.3, 0.7) are ignored.
+        """
+        anchors, logits, deltas = head_outputs
+        anchors = ops.concat(anchors, 0)
+        logits = ops.concat(logits, 1)
+        deltas = ops.concat(deltas, 1)
+        num_images = logits.shape[0]
+        objectness, localization = 0.0, 0.0
+        for i in range(num_images):
+            quality = pairwise_iou(gt_boxes[i], anchors)
+            matches, labels = match(quality, gt_valid[i], self.iou_thresholds, (NEGATIVE, IGNORE, POSITIVE), True)
+            index, is_positive, is_sampled = subsample(labels == POSITIVE, labels == NEGATIVE,
+                                                       self.batch_size_per_image, self.positive_fraction,
+                                                       random_keys[i])
+            bce = sigmoid_bce_with_logits(ops.gather(logits[i], index, 0), is_positive.astype(ms.float32))
+            objectness += (bce * is_sampled.astype(ms.float32)).sum()
+            sampled_anchors = ops.gather(anchors, index, 0)
+            matched_gt = ops.gather(gt_boxes[i], ops.gather(matches, index, 0), 0)
+            targets = self.box_coder.encode(ops.where(is_positive[:, None], matched_gt, sampled_anchors),
+                                            sampled_anchors)
+            loss = smooth_l1(ops.gather(deltas[i], index, 0) - ops.stop_gradient(targets), self.smooth_l1_beta)
+            localization += (loss.sum(-1) * is_positive.astype(ms.float32)).sum()
+        normalizer = float(self.batch_size_per_image * num_images)
+        return objectness / normalizer, localization / normalizer

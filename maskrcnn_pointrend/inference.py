@@ -121,19 +121,25 @@ class Predictor:
         self.cfg = cfg
 
     def preprocess(self, image):
-        """-> (images (1, 3, Hp, Wp) uint8, image_size (1, 2) int32) tensors and the (h, w) size."""
+        """-> ((3, Hp, Wp) uint8 zero-padded, (h, w) after resize) as the network takes them."""
         cfg = self.cfg.input
         padded, size, _ = preprocess_for_inference(image, cfg.min_size_test, cfg.max_size_test,
                                                    cfg.size_divisibility)
-        return ms.Tensor(padded[None]), ms.Tensor(np.array([size], np.int32)), size
+        return padded, size
 
-    def __call__(self, image, image_id):
-        images, image_size, size = self.preprocess(image)
-        boxes, scores, classes, valid, complete, mask_probs = (o.asnumpy()[0] for o in self.net(images, image_size))
+    def predict_preprocessed(self, padded, image_size, original_size, image_id):
+        """RawDetections for one image already resized and padded (e.g. by the MindRecord test pipeline)."""
+        outputs = self.net(ms.Tensor(padded[None]), ms.Tensor(np.array([image_size], np.int32)))
+        boxes, scores, classes, valid, complete, mask_probs = (o.asnumpy()[0] for o in outputs)
         if not complete:
             logger.warning("image %s: fewer detections survived NMS among the best %d candidates than the "
                            "%d kept; raise model.roi_heads.nms_candidates_test for exact results", image_id,
                            self.cfg.model.roi_heads.nms_candidates_test,
                            self.cfg.model.roi_heads.detections_per_image)
-        return RawDetections(image_id, tuple(image.shape[:2]), size, boxes[valid], scores[valid],
+        return RawDetections(int(image_id), tuple(int(v) for v in original_size),
+                             tuple(int(v) for v in image_size), boxes[valid], scores[valid],
                              classes[valid].astype(np.int32), mask_probs[valid])
+
+    def __call__(self, image, image_id):
+        padded, image_size = self.preprocess(image)
+        return self.predict_preprocessed(padded, image_size, image.shape[:2], image_id)

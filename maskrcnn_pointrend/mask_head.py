@@ -2,10 +2,26 @@
 import mindspore as ms
 from mindspore import nn, ops
 
+from maskrcnn.losses import sigmoid_bce_with_logits
+
 from .coarse_mask_head import CoarseMaskHead
-from .point_features import (calculate_uncertainty, point_sample, regular_grid_points, sample_image_features,
-                             uncertain_grid_points)
+from .point_features import (calculate_uncertainty, point_sample, points_in_image, regular_grid_points,
+                             sample_image_features, uncertain_grid_points, uncertain_points_with_randomness)
 from .point_head import StandardPointHead
+
+
+def sample_gt_masks(gt_masks, gt_boxes, image_points):
+    """Soft ground-truth labels: bilinear samples of (R, G, G) box-aligned mask grids of (R, 4) boxes at
+    (R, P, 2) image points -> (R, P); zero outside the box."""
+    # Padding slots carry empty boxes: keep their coordinates finite (far outside, so labels are 0).
+    size = ops.maximum(gt_boxes[:, None, 2:] - gt_boxes[:, None, :2], 1e-6)
+    relative = (image_points - gt_boxes[:, None, :2]) / size
+    return point_sample(gt_masks[:, None].astype(ms.float32), relative)[:, 0]
+
+
+def per_image_mean(loss, weight):
+    """Per-box losses (N, M) averaged over each image's boxes of weight 1 (0 without any), then over images."""
+    return ((loss * weight).sum(1) / ops.maximum(weight.sum(1), 1.0)).mean()
 
 
 def subdivision_schedule(output_side, steps, num_points):
@@ -34,6 +50,7 @@ class PointRendMaskHead(nn.Cell):
         self.point_head = StandardPointHead(channels * len(self.point_features), cfg_model.num_classes,
                                             cfg_point.fc_dim, cfg_point.num_fc, cfg_point.coarse_pred_each_layer)
         self.subdivision_num_points = cfg_point.subdivision_num_points
+        self.num_uncertain_points = int(cfg_point.importance_sample_ratio * cfg_point.train_num_points)
         self.initial_side, self.subdivision_steps = subdivision_schedule(
             cfg_mask.output_side_resolution, cfg_point.subdivision_steps, cfg_point.subdivision_num_points)
         self.output_side = self.initial_side * 2 ** self.subdivision_steps
@@ -74,3 +91,37 @@ class PointRendMaskHead(nn.Cell):
                                                       axis=1).reshape(total, 1, side, side)
         probs = ops.sigmoid(mask_logits).reshape(num_images, num_boxes, side, side)
         return probs * valid.astype(ms.float32)[:, :, None, None]
+
+    def losses(self, features, boxes, classes, foreground, gt_boxes, gt_masks, random_points, fresh_points):
+        """Coarse-mask and point losses on foreground boxes (N, M, 4) of ground-truth classes (N, M).
+
+        gt_boxes (N, M, 4) and gt_masks (N, M, G, G) are the matched instances' boxes and box-aligned mask
+        grids; random_points (N * M, P_over, 2) and fresh_points (N * M, P_fresh, 2) are uniform in [0, 1)^2.
+        Both losses are binary cross-entropy on the ground-truth class, averaged over each image's foreground
+        boxes, then over images.
+        """
+        num_images, per_image = boxes.shape[:2]
+        num_boxes = num_images * per_image
+        classes = classes.reshape(-1).astype(ms.int32)
+        weight = foreground.astype(ms.float32)
+        flat_boxes, flat_gt_boxes = boxes.reshape(-1, 4), gt_boxes.reshape(-1, 4)
+        gt_masks = gt_masks.reshape((num_boxes,) + gt_masks.shape[2:])
+        coarse = self.coarse_logits(features, boxes)
+        side = coarse.shape[-1]
+        class_index = ops.broadcast_to(classes.reshape(-1, 1, 1, 1), (num_boxes, 1, side, side))
+        class_coarse = ops.gather_elements(coarse, 1, class_index)[:, 0]
+
+        # Coarse target: the ground-truth mask averaged over 2 x 2 samples per output cell, thresholded at 0.5.
+        grid = ops.broadcast_to(regular_grid_points(2 * side), (num_boxes, 4 * side * side, 2))
+        samples = sample_gt_masks(gt_masks, flat_gt_boxes, points_in_image(flat_boxes, grid))
+        coarse_target = (samples.reshape(num_boxes, side, 2, side, 2).mean((2, 4)) >= 0.5).astype(ms.float32)
+        loss_mask = per_image_mean(
+            sigmoid_bce_with_logits(class_coarse, coarse_target).mean((1, 2)).reshape(num_images, per_image), weight)
+
+        points = ops.stop_gradient(uncertain_points_with_randomness(
+            class_coarse, random_points, fresh_points, self.num_uncertain_points))
+        point_logits = self.point_logits(features, boxes, coarse, classes, points)
+        point_labels = sample_gt_masks(gt_masks, flat_gt_boxes, points_in_image(flat_boxes, points))
+        loss_point = per_image_mean(
+            sigmoid_bce_with_logits(point_logits, point_labels).mean(-1).reshape(num_images, per_image), weight)
+        return loss_mask, loss_point

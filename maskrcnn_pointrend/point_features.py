@@ -53,6 +53,19 @@ def uncertain_grid_points(uncertainty, num_points):
     return index, ops.stack((x, y), axis=-1)
 
 
+def uncertain_points_with_randomness(class_logits, random_points, fresh_points, num_uncertain):
+    """Training points: the `num_uncertain` most uncertain of `random_points` (uncertainty of the bilinearly
+    sampled logit, not sampled uncertainty) followed by `fresh_points`.
+
+    class_logits (R, H, W) of each box's class; random_points (R, P_over, 2) and fresh_points (R, P_fresh, 2)
+    uniform in [0, 1)^2 -> (R, num_uncertain + P_fresh, 2).
+    """
+    sampled = point_sample(class_logits[:, None], random_points)[:, 0]
+    _, index = ops.topk(calculate_uncertainty(sampled), num_uncertain)
+    chosen = ops.gather_elements(random_points, 1, ops.broadcast_to(index[..., None], index.shape + (2,)))
+    return ops.concat((chosen, fresh_points), 1)
+
+
 def calculate_uncertainty(logits):
     """Logits of the class of interest (any shape) -> uncertainty -|logit|: highest near the decision boundary."""
     return -ops.abs(logits)

@@ -1,0 +1,15 @@
+"""Elementwise losses shared by the heads (no reduction: callers weight and normalize)."""
+from mindspore import ops
+
+
+def sigmoid_bce_with_logits(logits, targets):
+    """Binary cross-entropy of sigmoid(logits) against targets in [0, 1], numerically stable."""
+    return ops.relu(logits) - logits * targets + ops.log1p(ops.exp(-ops.abs(logits)))
+
+
+def smooth_l1(diff, beta):
+    """Huber-like loss of `diff`; beta = 0 is plain L1 (detectron2's default for R-CNN heads)."""
+    abs_diff = ops.abs(diff)
+    if beta == 0:
+        return abs_diff
+    return ops.where(abs_diff < beta, 0.5 * abs_diff * abs_diff / beta, abs_diff - 0.5 * beta)
