@@ -33,14 +33,15 @@ def nonempty(boxes):
     return ops.logical_and(boxes[..., 2] > boxes[..., 0], boxes[..., 3] > boxes[..., 1])
 
 
-def nms(sorted_boxes, valid, iou_threshold, groups=None):
-    """Greedy NMS on (N, 4) boxes sorted by descending score -> (N,) bool keep mask.
+def nms(sorted_boxes, valid, iou_threshold, rounds, groups=None):
+    """Greedy NMS on (N, 4) boxes sorted by descending score -> keep (N,) bool and converged () bool.
 
     Invalid boxes are neither kept nor suppress others; with `groups` (N,) only boxes of the same group
-    suppress each other (per-class or per-level NMS in one call). The greedy result is the unique fixed point
-    of keep_i = valid_i and not any_{j < i}(IoU_ij > t and keep_j); iterating that map from "keep all valid"
-    reaches it after as many rounds as the longest suppression chain (a handful in practice), each round one
-    matrix-vector product instead of N sequential steps.
+    suppress each other (per-class NMS in one call). The greedy result is the unique fixed point of
+    keep_i = valid_i and not any_{j < i}(IoU_ij > t and keep_j). Iterating that map from "keep all valid"
+    reaches it after as many rounds as the longest chain of suppressions (a handful in practice), each round a
+    matrix-vector product instead of N sequential steps. A fixed number of `rounds` (no data-dependent loop,
+    which would make the compiled graph run op by op) gives the exact result whenever `converged` is True.
     """
     n = sorted_boxes.shape[0]
     earlier = ops.tril(ops.ones((n, n), ms.bool_), diagonal=-1)
@@ -49,10 +50,12 @@ def nms(sorted_boxes, valid, iou_threshold, groups=None):
     if groups is not None:
         suppressors = ops.logical_and(suppressors, groups[:, None] == groups[None, :])
     suppressors = suppressors.astype(ms.float32)
-    keep = valid
-    new_keep = ops.logical_and(valid, suppressors.sum(-1) == 0)
-    while ops.logical_xor(new_keep, keep).any():
-        keep = new_keep
+
+    def update(keep):
         blocked = ops.matmul(suppressors, keep.astype(ms.float32).reshape(n, 1)).reshape(n) > 0
-        new_keep = ops.logical_and(valid, ops.logical_not(blocked))
-    return new_keep
+        return ops.logical_and(valid, ops.logical_not(blocked))
+
+    keep = valid
+    for _ in range(rounds):
+        keep = update(keep)
+    return keep, ops.logical_not(ops.logical_xor(update(keep), keep).any())

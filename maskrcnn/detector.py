@@ -10,9 +10,10 @@ from .rpn import RPN
 
 
 class GeneralizedRCNN(nn.Cell):
-    """Inference: uint8 images (N, 3, H, W) zero-padded, in `input_format` channel order BGR, and image_size
-    (N, 2) of the content -> ROIHeads outputs (boxes, scores, classes, valid, complete[, mask probabilities])
-    in the coordinates of the (resized) input."""
+    """Inference: uint8 images (N, 3, H, W) zero-padded, BGR, and image_size (N, 2) of the content ->
+    (boxes, scores, classes, valid, complete[, mask probabilities]) in the coordinates of the (resized) input;
+    `complete` (N,) is False where a fixed-size selection step may have cut the exact result short (see
+    box_ops.nms and roi_heads.select_detections)."""
 
     def __init__(self, backbone, proposal_generator, roi_heads, pixel_mean, pixel_std, input_format):
         super().__init__()
@@ -36,10 +37,15 @@ class GeneralizedRCNN(nn.Cell):
         cols = ops.arange(x.shape[3], dtype=ms.int32).reshape(1, 1, 1, -1) < image_size[:, 1].reshape(-1, 1, 1, 1)
         return x * ops.logical_and(rows, cols).astype(ms.float32)
 
+    def features(self, images, image_size):
+        """Pyramid features (p2, ..., p6) of uint8 images (N, 3, H, W)."""
+        return self.backbone(self.normalize(images, image_size))
+
     def construct(self, images, image_size):
-        features = self.backbone(self.normalize(images, image_size))
-        proposals, valid, _ = self.proposal_generator(features, image_size)
-        return self.roi_heads(features, proposals, valid, image_size)
+        features = self.features(images, image_size)
+        proposals, valid, rpn_converged, _ = self.proposal_generator(features, image_size)
+        outputs = self.roi_heads(features, proposals, valid, image_size)
+        return outputs[:4] + (ops.logical_and(outputs[4], rpn_converged),) + outputs[5:]
 
     def losses(self, images, image_size, gt_boxes, gt_classes, gt_valid, gt_masks, rpn_keys, roi_keys,
                *mask_random):
@@ -49,8 +55,8 @@ class GeneralizedRCNN(nn.Cell):
         box-aligned grids); rpn_keys (N, A) and roi_keys (N, P + K) uniform [0, 1) drive the random
         sampling, mask_random goes to the mask head, so one step is a pure function of its inputs.
         """
-        features = self.backbone(self.normalize(images, image_size))
-        proposals, valid, head_outputs = self.proposal_generator(features, image_size)
+        features = self.features(images, image_size)
+        proposals, valid, _, head_outputs = self.proposal_generator(features, image_size)
         rpn_losses = self.proposal_generator.losses(head_outputs, gt_boxes, gt_valid, rpn_keys)
         roi_losses = self.roi_heads.losses(features, proposals, valid, gt_boxes, gt_classes, gt_valid, gt_masks,
                                            roi_keys, mask_random)
@@ -67,7 +73,7 @@ def build_detector(cfg, mask_head_builder=None):
     rpn_strides = [feature_strides[name] for name in m.rpn.in_features]
     anchors = AnchorGenerator(m.anchor.sizes, m.anchor.aspect_ratios, rpn_strides, m.anchor.offset)
     proposal_generator = RPN(m.rpn, [list(feature_strides).index(n) for n in m.rpn.in_features], anchors,
-                             m.fpn.out_channels)
+                             m.fpn.out_channels, m.nms_rounds)
     mask_head = mask_head_builder(m, feature_strides) if mask_head_builder else None
     roi_heads = ROIHeads(m, feature_strides, mask_head)
     return GeneralizedRCNN(backbone, proposal_generator, roi_heads, cfg.input.pixel_mean, cfg.input.pixel_std,

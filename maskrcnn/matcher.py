@@ -20,7 +20,8 @@ def match(quality, gt_valid, thresholds, labels, allow_low_quality_matches):
     for threshold, label in zip(thresholds, labels[1:]):
         match_labels = ops.where(matched_quality >= threshold, ops.full_like(match_labels, label), match_labels)
     if allow_low_quality_matches:
-        best_for_gt = ops.where(gt_valid, ops.amax(quality, 1), ops.full(gt_valid.shape, float("inf"), dtype=ms.float32))
+        unmatchable = ops.full(gt_valid.shape, float("inf"), dtype=ms.float32)
+        best_for_gt = ops.where(gt_valid, ops.amax(quality, 1), unmatchable)
         # A ground truth overlapping nothing has best IoU 0; it must not make every non-overlapping prediction
         # positive.
         is_best = ops.logical_and(quality == best_for_gt[:, None], best_for_gt[:, None] > 0).any(0)

@@ -71,6 +71,7 @@ class ResNet(nn.Cell):
             bottleneck *= 2
             out_channels *= 2
         self.out_channels = {name: 256 * 2 ** i for i, name in enumerate(STAGE_STRIDES)}
+        self.freeze_at = freeze_at
         self._freeze(freeze_at)
 
     def _freeze(self, freeze_at):
@@ -81,9 +82,14 @@ class ResNet(nn.Cell):
 
     def construct(self, x):
         x = self.stem(x)
+        if self.freeze_at >= 1:
+            x = ops.stop_gradient(x)
         outputs = ()
-        for name in self.stage_names:
+        for index, name in enumerate(self.stage_names):
             x = getattr(self, name)(x)
+            if index + 2 <= self.freeze_at:
+                # Nothing below a frozen stage trains: do not back-propagate into it.
+                x = ops.stop_gradient(x)
             if name in self.out_features:
                 outputs += (x,)
         return outputs

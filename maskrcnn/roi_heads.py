@@ -21,12 +21,13 @@ from .poolers import ROIPooler
 from .sampler import subsample
 
 
-def select_detections(scores, boxes, valid, score_thresh, nms_thresh, num_candidates, detections_per_image):
+def select_detections(scores, boxes, valid, score_thresh, nms_thresh, nms_rounds, num_candidates,
+                      detections_per_image):
     """Per-class NMS over one image's (R, K) class scores and (R, K, 4) boxes, keeping the best detections.
 
     NMS runs on the `num_candidates` highest-scoring (box, class) pairs above `score_thresh`; it equals NMS
     over all pairs whenever `detections_per_image` of them survive (a pair's fate depends only on pairs
-    scoring higher), which the returned `complete` flag reports.
+    scoring higher) and NMS converged, which the returned `complete` flag reports.
     Returns boxes (D, 4), scores (D,), classes (D,) int32, valid (D,) bool, complete () bool.
     """
     num_classes = scores.shape[1]
@@ -36,11 +37,12 @@ def select_detections(scores, boxes, valid, score_thresh, nms_thresh, num_candid
     top_boxes = ops.gather(boxes.reshape(-1, 4), index, 0)
     top_classes = (index % num_classes).astype(ms.int32)
     top_valid = top_scores > score_thresh
-    keep = nms(top_boxes, top_valid, nms_thresh, groups=top_classes)
+    keep, converged = nms(top_boxes, top_valid, nms_thresh, nms_rounds, groups=top_classes)
     kept_scores = ops.where(keep, top_scores, ops.full_like(top_scores, -1.0))
     det_scores, order = ops.topk(kept_scores, detections_per_image)
     det_valid = det_scores > score_thresh
-    complete = ops.logical_or(keep.sum() >= detections_per_image, ops.logical_not(top_valid[-1]))
+    enough = ops.logical_or(keep.sum() >= detections_per_image, ops.logical_not(top_valid[-1]))
+    complete = ops.logical_and(enough, converged)
     return (ops.gather(top_boxes, order, 0), ops.where(det_valid, det_scores, ops.zeros_like(det_scores)),
             ops.gather(top_classes, order, 0), det_valid, complete)
 
@@ -68,6 +70,7 @@ class ROIHeads(nn.Cell):
         self.num_classes = cfg_model.num_classes
         self.score_thresh = cfg_roi.score_thresh_test
         self.nms_thresh = cfg_roi.nms_thresh_test
+        self.nms_rounds = cfg_model.nms_rounds
         self.num_candidates = cfg_roi.nms_candidates_test
         self.detections_per_image = cfg_roi.detections_per_image
 
@@ -86,21 +89,23 @@ class ROIHeads(nn.Cell):
                                           boxes[:, :, None, :])
         return clip_boxes(per_class, image_size)
 
-    def construct(self, features, proposals, valid, image_size):
-        """Inference -> boxes (N, D, 4), scores (N, D), classes (N, D), valid (N, D), complete (N,), and mask
-        probabilities (N, D, S, S) when there is a mask head."""
+    def detect(self, features, proposals, valid, image_size):
+        """Inference -> boxes (N, D, 4), scores (N, D), classes (N, D), valid (N, D) and complete (N,)."""
         cls_logits, deltas = self.box_features(features, proposals, valid)
         scores = ops.softmax(cls_logits, -1)[..., :self.num_classes]
         boxes = self.decode_boxes(deltas, proposals, image_size)
         finite = ops.logical_and(ops.isfinite(boxes).all(-1).all(-1), ops.isfinite(scores).all(-1))
         valid = ops.logical_and(valid, finite)
         per_image = [select_detections(scores[i], boxes[i], valid[i], self.score_thresh, self.nms_thresh,
-                                       self.num_candidates, self.detections_per_image)
+                                       self.nms_rounds, self.num_candidates, self.detections_per_image)
                      for i in range(proposals.shape[0])]
-        det_boxes, det_scores, det_classes, det_valid, complete = (ops.stack(x) for x in zip(*per_image))
-        outputs = (det_boxes, det_scores, det_classes, det_valid, complete)
+        return tuple(ops.stack(x) for x in zip(*per_image))
+
+    def construct(self, features, proposals, valid, image_size):
+        """Inference -> detect's outputs, and mask probabilities (N, D, S, S) when there is a mask head."""
+        outputs = self.detect(features, proposals, valid, image_size)
         if self.mask_head is not None:
-            outputs += (self.mask_head(features, det_boxes, det_classes, det_valid),)
+            outputs += (self.mask_head(features, outputs[0], outputs[2], outputs[3]),)
         return outputs
 
     def label_and_sample(self, proposals, proposal_valid, gt_boxes, gt_classes, gt_valid, random_keys):

@@ -36,39 +36,41 @@ class RPNHead(nn.Cell):
         return logits, deltas
 
 
-def select_proposals(anchors, logits, deltas, image_size, box_coder, pre_nms_topk, post_nms_topk, nms_thresh):
+def select_proposals(anchors, logits, deltas, image_size, box_coder, pre_nms_topk, post_nms_topk, nms_thresh,
+                     nms_rounds):
     """Top-scoring decoded anchors per level, clipped, NMS per level, then the best `post_nms_topk` overall.
 
     anchors: per level (A_l, 4); logits: per level (N, A_l); deltas: per level (N, A_l, 4); image_size (N, 2).
-    Returns proposals (N, post_nms_topk, 4), objectness logits (N, post_nms_topk) and valid (N, post_nms_topk);
-    slots beyond the number of surviving boxes are invalid.
+    Returns proposals (N, post_nms_topk, 4), objectness logits (N, post_nms_topk), valid (N, post_nms_topk)
+    (slots beyond the number of surviving boxes are invalid) and nms_converged (N,) (see box_ops.nms).
     """
     num_images = image_size.shape[0]
-    level_boxes, level_scores, level_ids = [], [], []
+    level_boxes, level_scores, level_keep = [], [], []
+    converged = ops.ones((num_images,), ms.bool_)
     logits, deltas = ops.stop_gradient(logits), ops.stop_gradient(deltas)  # proposals are constants for the heads
-    for level, (level_anchors, level_logits, level_deltas) in enumerate(zip(anchors, logits, deltas)):
+    for level_anchors, level_logits, level_deltas in zip(anchors, logits, deltas):
         k = min(pre_nms_topk, level_logits.shape[1])
         scores, index = ops.topk(level_logits, k)
         picked_deltas = ops.gather_elements(level_deltas, 1, ops.broadcast_to(index[..., None], (num_images, k, 4)))
-        boxes = box_coder.decode(picked_deltas, ops.gather(level_anchors, index, 0))
-        level_boxes.append(clip_boxes(boxes, image_size))
+        boxes = clip_boxes(box_coder.decode(picked_deltas, ops.gather(level_anchors, index, 0)), image_size)
+        valid = ops.logical_and(nonempty(boxes), ops.logical_and(ops.isfinite(scores), ops.isfinite(boxes).all(-1)))
+        keep, done = zip(*[nms(boxes[i], valid[i], nms_thresh, nms_rounds) for i in range(num_images)])
+        converged = ops.logical_and(converged, ops.stack(done))
+        level_boxes.append(boxes)
         level_scores.append(scores)
-        level_ids.append(ops.full((k,), level, dtype=ms.int32))
+        level_keep.append(ops.stack(keep))
     boxes = ops.concat(level_boxes, 1)
     scores = ops.concat(level_scores, 1)
-    levels = ops.concat(level_ids, 0)
-    valid = ops.logical_and(nonempty(boxes), ops.logical_and(ops.isfinite(scores), ops.isfinite(boxes).all(-1)))
-    keep = ops.stack([nms(boxes[i], valid[i], nms_thresh, groups=levels) for i in range(num_images)])
-    kept_scores = ops.where(keep, scores, ops.full_like(scores, float("-inf")))
+    kept_scores = ops.where(ops.concat(level_keep, 1), scores, ops.full_like(scores, float("-inf")))
     top_scores, order = ops.topk(kept_scores, min(post_nms_topk, kept_scores.shape[1]))
     top_boxes = ops.gather_elements(boxes, 1, ops.broadcast_to(order[..., None], order.shape + (4,)))
-    return top_boxes, top_scores, top_scores > float("-inf")
+    return top_boxes, top_scores, top_scores > float("-inf"), converged
 
 
 class RPN(nn.Cell):
     """Proposals for each image from the pyramid features (and, for training, the raw head outputs)."""
 
-    def __init__(self, cfg_rpn, feature_indices, anchor_generator, in_channels):
+    def __init__(self, cfg_rpn, feature_indices, anchor_generator, in_channels, nms_rounds):
         super().__init__()
         self.feature_indices = tuple(feature_indices)
         self.anchor_generator = anchor_generator
@@ -79,18 +81,20 @@ class RPN(nn.Cell):
         self.positive_fraction = cfg_rpn.positive_fraction
         self.smooth_l1_beta = cfg_rpn.smooth_l1_beta
         self.nms_thresh = cfg_rpn.nms_thresh
+        self.nms_rounds = nms_rounds
         self.topk_train = (cfg_rpn.pre_nms_topk_train, cfg_rpn.post_nms_topk_train)
         self.topk_test = (cfg_rpn.pre_nms_topk_test, cfg_rpn.post_nms_topk_test)
 
     def construct(self, features, image_size):
-        """-> proposals (N, P, 4), valid (N, P), and (anchors, logits, deltas) for the losses."""
+        """-> proposals (N, P, 4), valid (N, P), nms_converged (N,), and (anchors, logits, deltas) for the losses."""
         features = tuple(features[i] for i in self.feature_indices)
         anchors = self.anchor_generator(features)
         logits, deltas = self.rpn_head(features)
         pre_nms_topk, post_nms_topk = self.topk_train if self.training else self.topk_test
-        proposals, _, valid = select_proposals(anchors, logits, deltas, image_size, self.box_coder,
-                                               pre_nms_topk, post_nms_topk, self.nms_thresh)
-        return proposals, valid, (anchors, logits, deltas)
+        proposals, _, valid, converged = select_proposals(anchors, logits, deltas, image_size, self.box_coder,
+                                                          pre_nms_topk, post_nms_topk, self.nms_thresh,
+                                                          self.nms_rounds)
+        return proposals, valid, converged, (anchors, logits, deltas)
 
     def losses(self, head_outputs, gt_boxes, gt_valid, random_keys):
         """Objectness and box-delta losses on `batch_size_per_image` sampled anchors per image.

@@ -2,26 +2,14 @@
 import mindspore as ms
 from mindspore import nn, ops
 
+from maskrcnn.layers.bilinear_sample import BilinearSample
 from maskrcnn.losses import sigmoid_bce_with_logits
 
 from .coarse_mask_head import CoarseMaskHead
 from .point_features import (calculate_uncertainty, point_sample, points_in_image, regular_grid_points,
-                             sample_image_features, uncertain_grid_points, uncertain_points_with_randomness)
+                             sample_image_features, to_channels_last, uncertain_grid_points,
+                             uncertain_points_with_randomness)
 from .point_head import StandardPointHead
-
-
-def sample_gt_masks(gt_masks, gt_boxes, image_points):
-    """Soft ground-truth labels: bilinear samples of (R, G, G) box-aligned mask grids of (R, 4) boxes at
-    (R, P, 2) image points -> (R, P); zero outside the box."""
-    # Padding slots carry empty boxes: keep their coordinates finite (far outside, so labels are 0).
-    size = ops.maximum(gt_boxes[:, None, 2:] - gt_boxes[:, None, :2], 1e-6)
-    relative = (image_points - gt_boxes[:, None, :2]) / size
-    return point_sample(gt_masks[:, None].astype(ms.float32), relative)[:, 0]
-
-
-def per_image_mean(loss, weight):
-    """Per-box losses (N, M) averaged over each image's boxes of weight 1 (0 without any), then over images."""
-    return ((loss * weight).sum(1) / ops.maximum(weight.sum(1), 1.0)).mean()
 
 
 def subdivision_schedule(output_side, steps, num_points):
@@ -30,6 +18,20 @@ def subdivision_schedule(output_side, steps, num_points):
         output_side *= 2
         steps -= 1
     return output_side, steps
+
+
+def sample_gt_masks(sampler, gt_masks, gt_boxes, image_points):
+    """Soft ground-truth labels: bilinear samples of (R, G, G) box-aligned mask grids of (R, 4) boxes at
+    (R, P, 2) image points -> (R, P); zero outside the box."""
+    # Padding slots carry empty boxes: keep their coordinates finite (far outside, so labels are 0).
+    size = ops.maximum(gt_boxes[:, None, 2:] - gt_boxes[:, None, :2], 1e-6)
+    relative = (image_points - gt_boxes[:, None, :2]) / size
+    return point_sample(sampler, gt_masks.astype(ms.float32)[..., None], relative).reshape(relative.shape[:2])
+
+
+def per_image_mean(loss, weight):
+    """Per-box losses (N, M) averaged over each image's boxes of weight 1 (0 without any), then over images."""
+    return ((loss * weight).sum(1) / ops.maximum(weight.sum(1), 1.0)).mean()
 
 
 class PointRendMaskHead(nn.Cell):
@@ -49,44 +51,52 @@ class PointRendMaskHead(nn.Cell):
                                           cfg_mask.output_side_resolution)
         self.point_head = StandardPointHead(channels * len(self.point_features), cfg_model.num_classes,
                                             cfg_point.fc_dim, cfg_point.num_fc, cfg_point.coarse_pred_each_layer)
+        self.sampler = BilinearSample()
         self.subdivision_num_points = cfg_point.subdivision_num_points
         self.num_uncertain_points = int(cfg_point.importance_sample_ratio * cfg_point.train_num_points)
         self.initial_side, self.subdivision_steps = subdivision_schedule(
             cfg_mask.output_side_resolution, cfg_point.subdivision_steps, cfg_point.subdivision_num_points)
         self.output_side = self.initial_side * 2 ** self.subdivision_steps
 
-    def _sample(self, features, levels, boxes, point_coords):
-        """Features of the given levels at box-relative points, concatenated over levels -> (N * B, C, P)."""
-        sampled = tuple(sample_image_features(features[index], stride, boxes, point_coords)
-                        for index, stride in levels)
-        return sampled[0] if len(sampled) == 1 else ops.concat(sampled, 1)
-
     def coarse_logits(self, features, boxes):
-        """(N, B, 4) boxes -> (N * B, K, O, O) coarse mask logits."""
+        """(N, B, 4) boxes -> (N * B, K, O, O) coarse mask logits from a regular grid of points per box."""
         num_boxes = boxes.shape[0] * boxes.shape[1]
         grid = ops.broadcast_to(regular_grid_points(self.coarse_side), (num_boxes, self.coarse_side ** 2, 2))
-        sampled = self._sample(features, self.coarse_features, boxes, grid)
-        return self.coarse_head(sampled.reshape(num_boxes, -1, self.coarse_side, self.coarse_side))
+        sampled = ops.concat([sample_image_features(self.sampler, to_channels_last(features[index]), stride, boxes,
+                                                    grid) for index, stride in self.coarse_features], -1)
+        sampled = sampled.reshape(num_boxes, self.coarse_side, self.coarse_side, -1).transpose(0, 3, 1, 2)
+        return self.coarse_head(sampled)
 
-    def point_logits(self, features, boxes, coarse, classes, point_coords):
+    def projected_point_maps(self, features):
+        """The point head's first-layer fine-feature term on every cell of its input levels (channels-last)."""
+        return self.point_head.project_fine(
+            tuple(to_channels_last(features[index]) for index, _ in self.point_features))
+
+    def point_logits(self, projected_maps, boxes, coarse, classes, point_coords):
         """Point head logits (N * B, P) of each box's class at box-relative points (N * B, P, 2)."""
-        fine = self._sample(features, self.point_features, boxes, point_coords)
-        return self.point_head(fine, point_sample(coarse, point_coords), classes)
+        fine = sample_image_features(self.sampler, projected_maps[0], self.point_features[0][1], boxes, point_coords)
+        for maps, (_, stride) in zip(projected_maps[1:], self.point_features[1:]):
+            fine = fine + sample_image_features(self.sampler, maps, stride, boxes, point_coords)
+        num_boxes, num_points = point_coords.shape[:2]
+        box_index = ops.broadcast_to(ops.arange(num_boxes, dtype=ms.int32).reshape(-1, 1), (num_boxes, num_points))
+        return self.point_head(fine, to_channels_last(coarse), classes, point_coords.reshape(-1, 2),
+                               box_index.reshape(-1))
 
     def construct(self, features, boxes, classes, valid):
         num_images, num_boxes = boxes.shape[:2]
         total = num_images * num_boxes
         classes = classes.reshape(-1)
         coarse = self.coarse_logits(features, boxes)
+        projected_maps = self.projected_point_maps(features)
         side = self.initial_side
         grid = ops.broadcast_to(regular_grid_points(side), (total, side * side, 2))
-        mask_logits = self.point_logits(features, boxes, coarse, classes, grid).reshape(total, 1, side, side)
+        mask_logits = self.point_logits(projected_maps, boxes, coarse, classes, grid).reshape(total, 1, side, side)
         for _ in range(self.subdivision_steps):
             side *= 2
             mask_logits = ops.interpolate(mask_logits, size=(side, side), mode="bilinear", align_corners=False)
             index, points = uncertain_grid_points(calculate_uncertainty(mask_logits[:, 0]),
                                                   self.subdivision_num_points)
-            refined = self.point_logits(features, boxes, coarse, classes, points)
+            refined = self.point_logits(projected_maps, boxes, coarse, classes, points)
             mask_logits = ops.tensor_scatter_elements(mask_logits.reshape(total, side * side), index, refined,
                                                       axis=1).reshape(total, 1, side, side)
         probs = ops.sigmoid(mask_logits).reshape(num_images, num_boxes, side, side)
@@ -113,15 +123,15 @@ class PointRendMaskHead(nn.Cell):
 
         # Coarse target: the ground-truth mask averaged over 2 x 2 samples per output cell, thresholded at 0.5.
         grid = ops.broadcast_to(regular_grid_points(2 * side), (num_boxes, 4 * side * side, 2))
-        samples = sample_gt_masks(gt_masks, flat_gt_boxes, points_in_image(flat_boxes, grid))
+        samples = sample_gt_masks(self.sampler, gt_masks, flat_gt_boxes, points_in_image(flat_boxes, grid))
         coarse_target = (samples.reshape(num_boxes, side, 2, side, 2).mean((2, 4)) >= 0.5).astype(ms.float32)
         loss_mask = per_image_mean(
             sigmoid_bce_with_logits(class_coarse, coarse_target).mean((1, 2)).reshape(num_images, per_image), weight)
 
         points = ops.stop_gradient(uncertain_points_with_randomness(
-            class_coarse, random_points, fresh_points, self.num_uncertain_points))
-        point_logits = self.point_logits(features, boxes, coarse, classes, points)
-        point_labels = sample_gt_masks(gt_masks, flat_gt_boxes, points_in_image(flat_boxes, points))
+            self.sampler, class_coarse, random_points, fresh_points, self.num_uncertain_points))
+        point_logits = self.point_logits(self.projected_point_maps(features), boxes, coarse, classes, points)
+        point_labels = sample_gt_masks(self.sampler, gt_masks, flat_gt_boxes, points_in_image(flat_boxes, points))
         loss_point = per_image_mean(
             sigmoid_bce_with_logits(point_logits, point_labels).mean(-1).reshape(num_images, per_image), weight)
         return loss_mask, loss_point

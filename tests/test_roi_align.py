@@ -9,7 +9,7 @@ import pytest
 from mindspore import Tensor, nn, ops
 
 from maskrcnn.layers import build
-from maskrcnn.layers.roi_align import ROIAlignV2, roi_align_v2
+from maskrcnn.layers.roi_align import ROIAlignV2
 
 F32 = np.float32
 STRIDES = (4, 8, 16)
@@ -119,11 +119,7 @@ def test_matches_reference(output_size, sampling_ratio, graph_mode):
     rng = np.random.default_rng(output_size + sampling_ratio)
     features, (rois, levels) = make_features(rng), make_rois(rng)
     grad_output = rng.standard_normal((len(rois), CHANNELS, output_size, output_size)).astype(F32)
-    if graph_mode:
-        def pool(features, rois, levels):
-            return roi_align_v2(features, rois, levels, SCALES, output_size, sampling_ratio)
-    else:
-        pool = ROIAlignV2(output_size, SCALES, sampling_ratio)
+    pool = ROIAlignV2(output_size, SCALES, sampling_ratio)
 
     pooled, grads = run_pool(pool, features, rois, levels, grad_output, graph_mode)
 

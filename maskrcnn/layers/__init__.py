@@ -1,4 +1,2 @@
-"""Operators with custom kernels."""
-from maskrcnn.layers.roi_align import ROIAlignV2, roi_align_v2
-
-__all__ = ["ROIAlignV2", "roi_align_v2"]
+"""Layers the base detector needs beyond MindSpore's: ROIAlignV2 and bilinear point sampling as custom
+kernels, convolutions with folded FrozenBN, normalization by name."""

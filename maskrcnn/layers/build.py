@@ -46,3 +46,11 @@ def build_cpu_kernel(source_name: str) -> Path:
         if os.path.exists(partial):
             os.unlink(partial)
     return library
+
+
+def kernel_library(name: str, device_target: str) -> str:
+    """Path of the compiled kernels `name` (source csrc/<name>_<device>.cc) for `device_target`."""
+    if device_target != "CPU":
+        raise NotImplementedError(f"the {name} kernels exist for CPU only, not for device_target {device_target}: "
+                                  f"it needs a source under maskrcnn/layers/csrc and a builder here")
+    return str(build_cpu_kernel(f"{name}_cpu.cc"))

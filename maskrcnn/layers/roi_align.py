@@ -4,25 +4,13 @@ Each ROI is pooled from the one level named by `levels`; semantics are those of 
 with aligned=True (box shifted by -0.5 feature pixel, adaptive ceil(size / output_size) sampling grid when
 sampling_ratio is 0, bilinear samples outside [-1, size] count as zero).
 """
-from functools import lru_cache, partial
-
 import mindspore as ms
 import numpy as np
 from mindspore import Tensor, nn, ops
 
-from maskrcnn.layers.build import build_cpu_kernel
+from maskrcnn.layers.build import kernel_library
 
-# Builds the kernel library for a device target; each library exports RoiAlignV2Forward and RoiAlignV2Backward.
-_KERNEL_BUILDERS = {"CPU": partial(build_cpu_kernel, "roi_align_cpu.cc")}
 _NUM_ROI_INPUTS = 4  # rois, levels, spatial_scales, sampling_ratio
-
-
-def _kernel_library(device_target: str) -> str:
-    """Path of the compiled ROIAlignV2 kernels for `device_target`."""
-    if device_target not in _KERNEL_BUILDERS:
-        raise NotImplementedError(f"ROIAlignV2 has kernels for {sorted(_KERNEL_BUILDERS)}, not for device_target "
-                                  f"{device_target}: it needs a source under maskrcnn/layers/csrc and a builder")
-    return str(_KERNEL_BUILDERS[device_target]())
 
 
 def _split_inputs(inputs, num_levels):
@@ -108,21 +96,10 @@ class ROIAlignV2(nn.Cell):
         if output_size < 1 or sampling_ratio < 0 or not spatial_scales:
             raise ValueError(f"ROIAlignV2 needs output_size >= 1, sampling_ratio >= 0 and at least one spatial "
                              f"scale, got {output_size}, {sampling_ratio}, {spatial_scales}")
-        library = _kernel_library(ms.get_context("device_target"))
+        library = kernel_library("roi_align", ms.get_context("device_target"))
         self.pool = _PoolLevels(library, output_size, spatial_scales, sampling_ratio)
 
     def construct(self, features, rois, levels):
         """features: tuple of L (N, C, H_l, W_l); rois: (R, 5) [batch, x1, y1, x2, y2] in image pixels;
         levels: (R,) int32 in [0, L), or -1 for a zero output."""
         return self.pool(rois, levels, tuple(features))
-
-
-@lru_cache(maxsize=None)
-def _roi_align_cell(output_size: int, spatial_scales: tuple, sampling_ratio: int) -> ROIAlignV2:
-    return ROIAlignV2(output_size, spatial_scales, sampling_ratio)
-
-
-def roi_align_v2(features, rois, levels, spatial_scales, output_size: int, sampling_ratio: int):
-    """(R, C, output_size, output_size) pooled from tuple of (N, C, H_l, W_l), rois (R, 5), levels (R,) int32."""
-    return _roi_align_cell(output_size, tuple(float(s) for s in spatial_scales), sampling_ratio)(
-        features, rois, levels)
