@@ -8,6 +8,8 @@ import logging
 import os
 import tempfile
 import time
+import zipfile
+import zlib
 from dataclasses import dataclass
 
 import mindspore as ms
@@ -66,13 +68,23 @@ def load_raw(path):
                                 tuple(int(v) for v in data["image_size"]), data["boxes"].astype(np.float32),
                                 data["scores"].astype(np.float32), data["classes"].astype(np.int32),
                                 data["mask_probs"].astype(np.float32))
-    except (OSError, ValueError, KeyError) as e:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as e:
         raise ValueError(f"cannot read raw detections {path}: {e}") from None
     count = len(raw.scores)
     if not (raw.boxes.shape == (count, 4) and len(raw.classes) == count and len(raw.mask_probs) == count):
         raise ValueError(f"{path}: boxes {raw.boxes.shape}, scores {raw.scores.shape}, classes "
                          f"{raw.classes.shape} and mask_probs {raw.mask_probs.shape} disagree on the count")
     return raw
+
+
+def raw_from_outputs(outputs, image_id, original_size, image_size):
+    """RawDetections of one image from the network's numpy outputs for it (boxes (D, 4), scores (D,), classes
+    (D,), valid (D,), complete, mask probabilities (D, S, S)), as any runtime of the exported model returns them."""
+    boxes, scores, classes, valid, _, mask_probs = outputs
+    valid = np.asarray(valid, bool)
+    return RawDetections(int(image_id), tuple(int(v) for v in original_size), tuple(int(v) for v in image_size),
+                         np.asarray(boxes, np.float32)[valid], np.asarray(scores, np.float32)[valid],
+                         np.asarray(classes)[valid].astype(np.int32), np.asarray(mask_probs, np.float32)[valid])
 
 
 def coco_results(raw, category_ids, mask_threshold=0.5):
@@ -142,7 +154,8 @@ class Predictor:
     def _run(self, name, *args):
         start = time.perf_counter()
         outputs = self.stages[name](*args)
-        ms.runtime.synchronize()
+        for tensor in outputs if isinstance(outputs, tuple) else (outputs,):
+            tensor.asnumpy()  # waits for the (asynchronous) computation; on the CPU it is a view, not a copy
         self.stage_seconds[name] = time.perf_counter() - start
         return outputs
 
@@ -162,14 +175,11 @@ class Predictor:
         proposals, proposal_valid, rpn_converged = self._run("rpn", features, sizes)
         boxes, scores, classes, valid, complete = self._run("box_head", features, proposals, proposal_valid, sizes)
         mask_probs = self._run("mask_head", features, boxes, classes, valid)
-        boxes, scores, classes, valid, mask_probs = (o.asnumpy()[0] for o in (boxes, scores, classes, valid,
-                                                                               mask_probs))
         if not (complete.asnumpy()[0] and rpn_converged.asnumpy()[0]):
             logger.warning("image %s: a fixed-size selection step may have cut the exact result short; raise %s",
                            image_id, self.complete_hint)
-        return RawDetections(int(image_id), tuple(int(v) for v in original_size),
-                             tuple(int(v) for v in image_size), boxes[valid], scores[valid],
-                             classes[valid].astype(np.int32), mask_probs[valid])
+        outputs = [o.asnumpy()[0] for o in (boxes, scores, classes, valid, complete, mask_probs)]
+        return raw_from_outputs(outputs, image_id, original_size, image_size)
 
     def __call__(self, image, image_id):
         padded, image_size = self.preprocess(image)

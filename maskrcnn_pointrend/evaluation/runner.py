@@ -1,0 +1,142 @@
+"""What eval.py and postprogress.py share: the annotation file and its class order, raw detections -> COCO
+results checked against the annotation file, and the outputs (results json, COCO logs and tables, timing).
+
+Class index i of a model is the i-th category of the annotation file sorted by id.
+"""
+import contextlib
+import io
+import json
+import os
+import time
+from collections import defaultdict
+
+from pycocotools.coco import COCO
+
+from ..data.coco_json import AnnotationFileError, parse_coco
+from ..inference import coco_results
+from .coco_evaluation import evaluate_coco, write_text
+
+RESULTS_FILE = "results_segm_bbox.json"
+TIMING_FILE = "timing.json"
+MAX_EXAMPLES = 5  # ids or file names an error message lists
+
+
+class EvaluationInputError(ValueError):
+    """Inputs that do not fit together (images, raw outputs, categories); the message names them."""
+
+
+def examples(items):
+    """The first MAX_EXAMPLES items as 'a, b, c, ...' for an error message."""
+    items = list(items)
+    shown = ", ".join(str(i) for i in items[:MAX_EXAMPLES])
+    return shown + (", ..." if len(items) > MAX_EXAMPLES else "")
+
+
+def annotation_file(cfg):
+    """cfg.ann_file, else <cfg.coco_root>/annotations/instances_<cfg.val_split>.json."""
+    if cfg.ann_file:
+        return cfg.ann_file
+    if not cfg.coco_root:
+        raise EvaluationInputError("no annotation file: set --ann_file, or --coco_root (with --val_split)")
+    return os.path.join(cfg.coco_root, "annotations", f"instances_{cfg.val_split}.json")
+
+
+def load_ground_truth(path):
+    """A COCO instances json -> pycocotools COCO, checked for what COCOeval reads (AnnotationFileError naming
+    the file otherwise). A missing `iscrowd` counts as 0, as in data.coco_json."""
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except OSError as e:
+        raise AnnotationFileError(f"cannot read annotation file {path}: {e.strerror}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise AnnotationFileError(f"{path} is not valid JSON: {e}") from None
+    parsed = parse_coco(data, path)
+    if not parsed.images:
+        raise AnnotationFileError(f"{path} has no images to evaluate")
+    duplicates = parsed.image_skips.counts["duplicate_image_id"]
+    if duplicates:
+        raise AnnotationFileError(f"{path}: {duplicates} images reuse an earlier image's id, e.g. "
+                                  f"{examples(parsed.image_skips.examples['duplicate_image_id'])}")
+    for i, ann in enumerate(data["annotations"]):
+        area = ann.get("area")
+        if not isinstance(area, (int, float)) or isinstance(area, bool):
+            raise AnnotationFileError(f"{path}: annotations[{i}] needs a numeric 'area' (COCOeval's size ranges "
+                                      f"use it), got {area!r}")
+        ann.setdefault("iscrowd", 0)
+    coco = COCO()
+    coco.dataset = data
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+    return coco
+
+
+def class_categories(coco_gt):
+    """[(category id, name)] of the annotation file in class-index order (sorted by id)."""
+    return [(c["id"], c["name"]) for c in sorted(coco_gt.dataset["categories"], key=lambda c: c["id"])]
+
+
+def raw_to_results(raw, coco_gt, category_ids, source):
+    """RawDetections of one image -> its COCO result dicts, after checking the raw outputs fit the annotation
+    file (EvaluationInputError naming `source`, the file or record they came from, otherwise)."""
+    image = coco_gt.imgs.get(raw.image_id)
+    if image is None:
+        raise EvaluationInputError(f"{source}: image_id {raw.image_id} is not an image of the annotation file")
+    if tuple(raw.original_size) != (image["height"], image["width"]):
+        raise EvaluationInputError(f"{source}: image {raw.image_id} is {raw.original_size[0]}x{raw.original_size[1]}"
+                                   f" (HxW), the annotation file says {image['height']}x{image['width']}")
+    if len(raw.classes) and (raw.classes.min() < 0 or raw.classes.max() >= len(category_ids)):
+        raise EvaluationInputError(f"{source}: class indices {raw.classes.min()}..{raw.classes.max()} fall outside "
+                                   f"the annotation file's {len(category_ids)} categories")
+    return coco_results(raw, category_ids)
+
+
+class StageTimer:
+    """Seconds spent per named stage, summed over images: `with timer("network"): ...`."""
+
+    def __init__(self):
+        self.seconds = defaultdict(float)
+
+    @contextlib.contextmanager
+    def __call__(self, stage):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] += time.perf_counter() - start
+
+
+def timing_summary(images, loop_seconds, stage_seconds, metrics):
+    """-> the timing.json dict: images/s over the loop that produced the results, seconds per stage, and
+    COCOeval's evaluate + accumulate seconds per IoU type."""
+    return {
+        "images": images,
+        "loop_s": loop_seconds,
+        "images_per_s": images / loop_seconds if loop_seconds > 0 else None,
+        "stages_s": dict(stage_seconds),
+        "cocoeval_s": {t: m["evaluate_s"] + m["accumulate_s"] for t, m in metrics.items()},
+    }
+
+
+def timing_lines(timing):
+    """The timing summary as log lines."""
+    stages = ", ".join(f"{name} {seconds:.2f}s" for name, seconds in timing["stages_s"].items())
+    cocoeval = ", ".join(f"{name} {seconds:.2f}s" for name, seconds in timing["cocoeval_s"].items())
+    rate = timing["images_per_s"]
+    return [f"{timing['images']} images in {timing['loop_s']:.2f}s ({rate:.3f} images/s): {stages}",
+            f"COCOeval (evaluate + accumulate): {cocoeval}"]
+
+
+def write_evaluation(coco_gt, results, output_dir, images, loop_seconds, stage_seconds, log, extra_timing=None):
+    """Write the results json, evaluate_coco's eval.log and tables, and timing.json (with `extra_timing`
+    merged in) to output_dir -> (metrics, timing)."""
+    os.makedirs(output_dir, exist_ok=True)
+    results_path = os.path.join(output_dir, RESULTS_FILE)
+    write_text(results_path, json.dumps(results))
+    log(f"wrote {len(results)} detections for {images} images to {results_path}")
+    metrics = evaluate_coco(coco_gt, results, output_dir, log=log)
+    timing = {**timing_summary(images, loop_seconds, stage_seconds, metrics), **(extra_timing or {})}
+    write_text(os.path.join(output_dir, TIMING_FILE), json.dumps(timing, indent=2) + "\n")
+    for line in timing_lines(timing):
+        log(line)
+    return metrics, timing

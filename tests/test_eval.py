@@ -1,0 +1,261 @@
+"""eval.py and postprogress.py end to end on coco_mini val images: files written, raw outputs giving the same
+results and AP offline, the MindRecord pipeline giving the same results as image files, and clear errors."""
+import contextlib
+import importlib.util
+import io
+import json
+import shutil
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+from pycocotools.coco import COCO
+
+from conftest import COCO_MINI, REPO_ROOT, requires_shared
+from maskrcnn_pointrend.checkpoints import save_checkpoint
+from maskrcnn_pointrend.evaluation.runner import EvaluationInputError
+from maskrcnn_pointrend.inference import RawDetections, save_raw
+
+pytestmark = requires_shared
+VAL_JSON = COCO_MINI / "annotations" / "instances_val2017.json"
+# two near-square images (800x800 and 800x1000 at test size) keep the CPU time low
+EVAL_IMAGE_IDS = (165518, 153797)
+OTHER_IMAGE_ID = 11813
+
+
+def write_subset(path, image_ids, num_categories=None):
+    """A copy of coco_mini val with only `image_ids` (and the first `num_categories` categories) -> path."""
+    data = json.loads(VAL_JSON.read_text())
+    data["images"] = [im for im in data["images"] if im["id"] in image_ids]
+    data["annotations"] = [a for a in data["annotations"] if a["image_id"] in image_ids]
+    if num_categories is not None:
+        data["categories"] = sorted(data["categories"], key=lambda c: c["id"])[:num_categories]
+    path.write_text(json.dumps(data))
+    return path
+
+
+def run_script(script, *args):
+    return subprocess.run([sys.executable, str(REPO_ROOT / script), *map(str, args)], cwd=REPO_ROOT,
+                          capture_output=True, text=True)
+
+
+def run_ok(script, *args):
+    proc = run_script(script, *args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def run_failing(script, *args):
+    proc = run_script(script, *args)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    return proc.stderr
+
+
+def stat_lines(output_dir):
+    """eval.log without its timing lines: the header and 12 COCOeval summary lines per IoU type."""
+    lines = (output_dir / "eval.log").read_text().splitlines()
+    return [line for line in lines if not line.startswith("evaluate ")]
+
+
+def read_results(output_dir):
+    return json.loads((output_dir / "results_segm_bbox.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def eval_run(seed0_checkpoint, tmp_path_factory):
+    """eval.py on the EVAL_IMAGE_IDS images with --visualize 1 and --save_raw."""
+    folder = tmp_path_factory.mktemp("eval")
+    ann_file = write_subset(folder / "subset.json", EVAL_IMAGE_IDS)
+    output, raw = folder / "out", folder / "raw"
+    proc = run_ok("eval.py", "--checkpoint_path", seed0_checkpoint, "--coco_root", COCO_MINI, "--ann_file", ann_file,
+                  "--output_dir", output, "--visualize", 1, "--save_raw", raw)
+    return SimpleNamespace(folder=folder, ann_file=ann_file, output=output, raw=raw, stderr=proc.stderr,
+                           checkpoint=seed0_checkpoint)
+
+
+def test_eval_writes_results_logs_tables_timing_and_overlays(eval_run):
+    results = read_results(eval_run.output)
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt = COCO(str(eval_run.ann_file))
+        coco_dt = coco_gt.loadRes(results)
+    assert results and set(coco_dt.getImgIds()) <= set(EVAL_IMAGE_IDS)
+    assert {r["category_id"] for r in results} <= set(coco_gt.getCatIds())
+
+    lines = stat_lines(eval_run.output)
+    for iou_type in ("bbox", "segm", "boundary"):
+        start = next(i for i, line in enumerate(lines) if line.startswith(f"Evaluate annotation type *{iou_type}*"))
+        block = lines[start + 1:start + 13]
+        assert len(block) == 12 and all(line.lstrip().startswith("Average") for line in block)
+
+    table = pd.read_csv(eval_run.output / "per_category_ap.csv")
+    assert len(table) == 80 and {"bbox_AP", "segm_AP", "boundary_AP"} <= set(table.columns)
+    assert (eval_run.output / "per_category_ap.txt").is_file()
+
+    timing = json.loads((eval_run.output / "timing.json").read_text())
+    assert timing["images"] == 2 and timing["images_per_s"] > 0
+    assert timing["stages_s"]["network"] > 0 and timing["stages_s"]["paste_encode"] > 0
+    assert set(timing["cocoeval_s"]) == {"bbox", "segm", "boundary"}
+    assert "images/s" in eval_run.stderr
+
+    first = coco_gt.dataset["images"][0]["file_name"].replace(".jpg", ".png")
+    assert [p.name for p in (eval_run.output / "visualize").iterdir()] == [first]
+    assert sorted(p.name for p in eval_run.raw.iterdir()) == sorted(f"{i}.npz" for i in EVAL_IMAGE_IDS)
+
+
+def test_postprogress_gives_the_results_and_ap_of_eval(eval_run, tmp_path):
+    raw = tmp_path / "raw"
+    shutil.copytree(eval_run.raw, raw)
+    shutil.copy(raw / f"{EVAL_IMAGE_IDS[0]}.npz", raw / f"{OTHER_IMAGE_ID}.npz")  # not in the annotation file
+    output = tmp_path / "out"
+    proc = run_ok("postprogress.py", "--raw_dir", raw, "--ann_file", eval_run.ann_file, "--output_dir", output)
+    assert "1 other raw files ignored" in proc.stderr
+    assert read_results(output) == read_results(eval_run.output)
+    assert stat_lines(output) == stat_lines(eval_run.output)
+    assert (output / "per_category_ap.csv").read_text() == (eval_run.output / "per_category_ap.csv").read_text()
+
+
+@pytest.fixture(scope="module")
+def one_image_mindrecord(eval_run):
+    """The first evaluated image alone, as an annotation file and its MindRecord conversion."""
+    ann_file = write_subset(eval_run.folder / "one_image.json", EVAL_IMAGE_IDS[:1])
+    mindrecord = eval_run.folder / "mindrecord"
+    run_ok("convert_coco.py", "--coco_root", COCO_MINI, "--split", "val2017", "--ann_file", ann_file,
+           "--output", mindrecord, "--workers", 1)
+    return ann_file, mindrecord
+
+
+def test_mindrecord_pipeline_gives_the_results_of_image_files(eval_run, one_image_mindrecord, tmp_path):
+    ann_file, mindrecord = one_image_mindrecord
+    run_ok("eval.py", "--checkpoint_path", eval_run.checkpoint, "--ann_file", ann_file,
+           "--mindrecord_dir", mindrecord, "--output_dir", tmp_path, "--visualize", 1)
+    from_files = [r for r in read_results(eval_run.output) if r["image_id"] == EVAL_IMAGE_IDS[0]]
+    assert read_results(tmp_path) == from_files
+    name = next((eval_run.output / "visualize").iterdir()).name
+    assert (tmp_path / "visualize" / name).read_bytes() == (eval_run.output / "visualize" / name).read_bytes()
+
+
+def test_eval_rejects_a_mindrecord_without_the_annotation_files_images(eval_run, one_image_mindrecord, tmp_path):
+    _, mindrecord = one_image_mindrecord
+    stderr = run_failing("eval.py", "--checkpoint_path", eval_run.checkpoint, "--ann_file", eval_run.ann_file,
+                         "--mindrecord_dir", mindrecord, "--output_dir", tmp_path)
+    assert f"{mindrecord} lacks 1 of the 2 images of {eval_run.ann_file}" in stderr
+    assert str(EVAL_IMAGE_IDS[1]) in stderr
+    assert not (tmp_path / "results_segm_bbox.json").exists()
+
+
+@pytest.mark.parametrize("problem", ["missing", "not_json", "empty_image_dir"])
+def test_eval_names_a_bad_annotation_file_or_image_directory(problem, eval_run, tmp_path):
+    coco_root, ann_file = COCO_MINI, eval_run.ann_file
+    if problem == "missing":
+        ann_file = tmp_path / "absent.json"
+        expected = f"cannot read annotation file {ann_file}"
+    elif problem == "not_json":
+        ann_file = tmp_path / "broken.json"
+        ann_file.write_text('{"images": [')
+        expected = f"{ann_file} is not valid JSON"
+    else:
+        coco_root = tmp_path / "coco"
+        (coco_root / "val2017").mkdir(parents=True)
+        expected = f"{coco_root / 'val2017'} lacks 2 of the 2 images of {ann_file}"
+    stderr = run_failing("eval.py", "--checkpoint_path", eval_run.checkpoint, "--coco_root", coco_root,
+                         "--ann_file", ann_file, "--output_dir", tmp_path / "out")
+    assert expected in stderr
+    assert not (tmp_path / "out" / "results_segm_bbox.json").exists()
+
+
+def test_eval_rejects_a_checkpoint_for_another_number_of_classes(eval_run, tmp_path):
+    ann_file = write_subset(tmp_path / "three_categories.json", EVAL_IMAGE_IDS, num_categories=3)
+    stderr = run_failing("eval.py", "--checkpoint_path", eval_run.checkpoint, "--coco_root", COCO_MINI,
+                         "--ann_file", ann_file, "--output_dir", tmp_path / "out")
+    assert f"checkpoint {eval_run.checkpoint} predicts 80 classes, {ann_file} has 3 categories" in stderr
+
+
+def test_postprogress_names_missing_and_corrupt_raw_files(eval_run, tmp_path):
+    ann_file = write_subset(tmp_path / "three_images.json", EVAL_IMAGE_IDS + (OTHER_IMAGE_ID,))
+    stderr = run_failing("postprogress.py", "--raw_dir", eval_run.raw, "--ann_file", ann_file,
+                         "--output_dir", tmp_path / "out")
+    assert f"{eval_run.raw} lacks the raw outputs of 1 of the 3 images of {ann_file}, e.g. image ids " \
+           f"{OTHER_IMAGE_ID}" in stderr
+
+    raw = tmp_path / "raw"
+    shutil.copytree(eval_run.raw, raw)
+    damaged = raw / f"{EVAL_IMAGE_IDS[1]}.npz"
+    damaged.write_bytes(damaged.read_bytes()[:4096])
+    stderr = run_failing("postprogress.py", "--raw_dir", raw, "--ann_file", eval_run.ann_file,
+                         "--output_dir", tmp_path / "out")
+    assert f"cannot read raw detections {damaged}" in stderr
+    assert not (tmp_path / "out" / "results_segm_bbox.json").exists()
+
+
+def load_eval_script():
+    spec = importlib.util.spec_from_file_location("eval_script", REPO_ROOT / "eval.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_category_ids_must_match_when_the_checkpoint_names_its_categories(tmp_path):
+    check = load_eval_script().check_checkpoint_categories
+    file_categories = [(1, "cat"), (5, "dog")]
+    named, unnamed = tmp_path / "named.ckpt", tmp_path / "unnamed.ckpt"
+    save_checkpoint(str(named), {"w": np.zeros(1, np.float32)}, {"categories": [[1, "cat"], [7, "dog"]]})
+    save_checkpoint(str(unnamed), {"w": np.zeros(1, np.float32)}, {"num_classes": 2})
+    with pytest.raises(EvaluationInputError, match=r"named.ckpt and f.json disagree on 1 category ids: class 1 is "
+                                                   r"\(7, 'dog'\) in the checkpoint, \(5, 'dog'\) in the annotation"):
+        check([(1, "cat"), (7, "dog")], file_categories, str(named), "f.json")
+    check([(1, "cat"), (7, "dog")], file_categories, str(unnamed), "f.json")
+    check(file_categories, file_categories, str(named), "f.json")
+
+
+def ground_truth_raw(coco_gt, image_id, scale, side=56):
+    """The image's non-crowd ground truth as raw outputs of a network that saw it resized by `scale`."""
+    image = coco_gt.imgs[image_id]
+    height, width = image["height"], image["width"]
+    image_size = (round(height * scale), round(width * scale))
+    sx, sy = image_size[1] / width, image_size[0] / height
+    class_of = {c: i for i, c in enumerate(sorted(coco_gt.getCatIds()))}
+    boxes, classes, masks = [], [], []
+    for ann in coco_gt.loadAnns(coco_gt.getAnnIds(imgIds=[image_id], iscrowd=False)):
+        x, y, w, h = ann["bbox"]
+        crop = coco_gt.annToMask(ann)[int(y):int(np.ceil(y + h)), int(x):int(np.ceil(x + w))]
+        masks.append(cv2.resize(crop.astype(np.float32), (side, side), interpolation=cv2.INTER_LINEAR))
+        boxes.append([x * sx, y * sy, (x + w) * sx, (y + h) * sy])
+        classes.append(class_of[ann["category_id"]])
+    return RawDetections(image_id, (height, width), image_size, np.asarray(boxes, np.float32).reshape(-1, 4),
+                         np.ones(len(boxes), np.float32), np.asarray(classes, np.int32),
+                         np.asarray(masks, np.float32).reshape(-1, side, side))
+
+
+def test_postprogress_scores_ground_truth_raw_outputs_and_empty_ones(tmp_path):
+    ann_file = write_subset(tmp_path / "subset.json", EVAL_IMAGE_IDS)
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt = COCO(str(ann_file))
+    for image_id in EVAL_IMAGE_IDS:
+        save_raw(ground_truth_raw(coco_gt, image_id, scale=1.6), tmp_path / "gt_raw")
+    run_ok("postprogress.py", "--raw_dir", tmp_path / "gt_raw", "--ann_file", ann_file, "--output_dir", tmp_path / "gt")
+    table = pd.read_csv(tmp_path / "gt" / "per_category_ap.csv")
+    with_gt = table[table["gt_instances"] > 0]
+    assert len(with_gt) >= 2 and np.allclose(with_gt["bbox_AP"], 1.0) and (with_gt["segm_AP"] > 0.5).all()
+
+    for image_id in EVAL_IMAGE_IDS:
+        empty = ground_truth_raw(coco_gt, image_id, scale=1.6)
+        save_raw(RawDetections(image_id, empty.original_size, empty.image_size, empty.boxes[:0], empty.scores[:0],
+                               empty.classes[:0], empty.mask_probs[:0]), tmp_path / "empty_raw")
+    run_ok("postprogress.py", "--raw_dir", tmp_path / "empty_raw", "--ann_file", ann_file,
+           "--output_dir", tmp_path / "empty")
+    assert read_results(tmp_path / "empty") == []
+    ap_lines = [line for line in stat_lines(tmp_path / "empty") if "(AP) @[ IoU=0.50:0.95 | area=   all" in line]
+    assert len(ap_lines) == 3 and all(line.endswith("= 0.000") for line in ap_lines)
+
+
+@pytest.mark.parametrize("script, args", [("run_eval.sh", ["0", "coco", "mindrecord"]),
+                                          ("run_eval.sh", ["gpu0", "coco", "", "model.ckpt"]),
+                                          ("run_eval_cpu.sh", ["coco", ""])])
+def test_scripts_print_their_usage_on_wrong_arguments(script, args):
+    proc = subprocess.run(["bash", str(REPO_ROOT / "scripts" / script), *args], capture_output=True, text=True)
+    assert proc.returncode == 1 and f"Usage: bash scripts/{script}" in proc.stderr
+
