@@ -5,9 +5,9 @@ normalization), so N devices with B images each and one device with N * B images
 
 The mask head is any Cell called as mask_head(features, boxes (N, D, 4), classes (N, D), valid (N, D)) ->
 (N, D, S, S) mask probabilities in the box frame, with a method mask_head.losses(features, boxes (N, M, 4),
-classes (N, M), foreground (N, M), gt_boxes (N, M, 4), gt_masks (N, M, G, G), *mask_random) -> tuple of losses,
-where gt_masks are each instance's mask on a G x G grid aligned with its ground-truth box; this module knows
-nothing else about it.
+classes (N, M), foreground (N, M), gt_boxes (N, M, 4), gt_masks (N, K, G, G), gt_index (N, M), *mask_random) ->
+tuple of losses, where gt_masks are every ground-truth instance's mask on a G x G grid aligned with its box and
+gt_index the instance slot matched by each box; this module knows nothing else about it.
 """
 import mindspore as ms
 from mindspore import nn, ops
@@ -169,9 +169,7 @@ class ROIHeads(nn.Cell):
             boxes = ops.stop_gradient(self.box_coder.decode(self._class_deltas(deltas, classes), boxes))
         # Foreground ROIs come first; there are at most this many per image.
         num_fg = int(self.batch_size_per_image * self.positive_fraction)
-        fg_matched = matched[:, :num_fg]
-        fg_gt_masks = ops.stack([ops.gather(gt_masks[i], fg_matched[i], 0) for i in range(gt_masks.shape[0])])
         fg_classes = ops.clamp(classes[:, :num_fg], 0, self.num_classes - 1)  # background slots are masked out
-        return losses + self.mask_head.losses(features, boxes[:, :num_fg], fg_classes,
-                                              foreground[:, :num_fg], matched_gt_boxes[:, :num_fg], fg_gt_masks,
+        return losses + self.mask_head.losses(features, boxes[:, :num_fg], fg_classes, foreground[:, :num_fg],
+                                              matched_gt_boxes[:, :num_fg], gt_masks, matched[:, :num_fg],
                                               *mask_random)

@@ -20,13 +20,16 @@ def subdivision_schedule(output_side, steps, num_points):
     return output_side, steps
 
 
-def sample_gt_masks(sampler, gt_masks, gt_boxes, image_points):
-    """Soft ground-truth labels: bilinear samples of (R, G, G) box-aligned mask grids of (R, 4) boxes at
-    (R, P, 2) image points -> (R, P); zero outside the box."""
+def sample_gt_masks(sampler, gt_mask_maps, gt_index, gt_boxes, image_points):
+    """Soft ground-truth labels: bilinear samples, at (R, P, 2) image points, of the box-aligned mask grids
+    gt_mask_maps (S, G, G, 1) of slots gt_index (R,), whose boxes are gt_boxes (R, 4) -> (R, P); zero outside
+    the box."""
     # Padding slots carry empty boxes: keep their coordinates finite (far outside, so labels are 0).
     size = ops.maximum(gt_boxes[:, None, 2:] - gt_boxes[:, None, :2], 1e-6)
     relative = (image_points - gt_boxes[:, None, :2]) / size
-    return point_sample(sampler, gt_masks.astype(ms.float32)[..., None], relative).reshape(relative.shape[:2])
+    num_boxes, num_points = relative.shape[:2]
+    point_index = ops.broadcast_to(gt_index.reshape(-1, 1), (num_boxes, num_points)).reshape(-1)
+    return sampler(gt_mask_maps, relative.reshape(-1, 2), point_index).reshape(num_boxes, num_points)
 
 
 def per_image_mean(loss, weight):
@@ -102,20 +105,23 @@ class PointRendMaskHead(nn.Cell):
         probs = ops.sigmoid(mask_logits).reshape(num_images, num_boxes, side, side)
         return probs * valid.astype(ms.float32)[:, :, None, None]
 
-    def losses(self, features, boxes, classes, foreground, gt_boxes, gt_masks, random_points, fresh_points):
+    def losses(self, features, boxes, classes, foreground, gt_boxes, gt_masks, gt_index, random_points,
+               fresh_points):
         """Coarse-mask and point losses on foreground boxes (N, M, 4) of ground-truth classes (N, M).
 
-        gt_boxes (N, M, 4) and gt_masks (N, M, G, G) are the matched instances' boxes and box-aligned mask
-        grids; random_points (N * M, P_over, 2) and fresh_points (N * M, P_fresh, 2) are uniform in [0, 1)^2.
-        Both losses are binary cross-entropy on the ground-truth class, averaged over each image's foreground
-        boxes, then over images.
+        gt_boxes (N, M, 4) are the matched instances' boxes, gt_index (N, M) their slots in gt_masks
+        (N, K, G, G), the box-aligned mask grids of every instance; random_points (N * M, P_over, 2) and
+        fresh_points (N * M, P_fresh, 2) are uniform in [0, 1)^2. Both losses are binary cross-entropy on the
+        ground-truth class, averaged over each image's foreground boxes, then over images.
         """
         num_images, per_image = boxes.shape[:2]
         num_boxes = num_images * per_image
         classes = classes.reshape(-1).astype(ms.int32)
         weight = foreground.astype(ms.float32)
         flat_boxes, flat_gt_boxes = boxes.reshape(-1, 4), gt_boxes.reshape(-1, 4)
-        gt_masks = gt_masks.reshape((num_boxes,) + gt_masks.shape[2:])
+        slots = gt_masks.shape[1]
+        gt_mask_maps = gt_masks.reshape((num_images * slots,) + gt_masks.shape[2:] + (1,)).astype(ms.float32)
+        gt_index = (gt_index + ops.arange(num_images, dtype=gt_index.dtype).reshape(-1, 1) * slots).reshape(-1)
         coarse = self.coarse_logits(features, boxes)
         side = coarse.shape[-1]
         class_index = ops.broadcast_to(classes.reshape(-1, 1, 1, 1), (num_boxes, 1, side, side))
@@ -123,7 +129,8 @@ class PointRendMaskHead(nn.Cell):
 
         # Coarse target: the ground-truth mask averaged over 2 x 2 samples per output cell, thresholded at 0.5.
         grid = ops.broadcast_to(regular_grid_points(2 * side), (num_boxes, 4 * side * side, 2))
-        samples = sample_gt_masks(self.sampler, gt_masks, flat_gt_boxes, points_in_image(flat_boxes, grid))
+        samples = sample_gt_masks(self.sampler, gt_mask_maps, gt_index, flat_gt_boxes,
+                                  points_in_image(flat_boxes, grid))
         coarse_target = (samples.reshape(num_boxes, side, 2, side, 2).mean((2, 4)) >= 0.5).astype(ms.float32)
         loss_mask = per_image_mean(
             sigmoid_bce_with_logits(class_coarse, coarse_target).mean((1, 2)).reshape(num_images, per_image), weight)
@@ -131,7 +138,8 @@ class PointRendMaskHead(nn.Cell):
         points = ops.stop_gradient(uncertain_points_with_randomness(
             self.sampler, class_coarse, random_points, fresh_points, self.num_uncertain_points))
         point_logits = self.point_logits(self.projected_point_maps(features), boxes, coarse, classes, points)
-        point_labels = sample_gt_masks(self.sampler, gt_masks, flat_gt_boxes, points_in_image(flat_boxes, points))
+        point_labels = sample_gt_masks(self.sampler, gt_mask_maps, gt_index, flat_gt_boxes,
+                                       points_in_image(flat_boxes, points))
         loss_point = per_image_mean(
             sigmoid_bce_with_logits(point_logits, point_labels).mean(-1).reshape(num_images, per_image), weight)
         return loss_mask, loss_point
