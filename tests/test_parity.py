@@ -1,0 +1,83 @@
+"""Parity with detectron2: the same seed-0 weights on the same image give detectron2's detections
+(../shared/parity/README.md), checked end to end through convert_checkpoint.py and infer.py, and stage by
+stage (backbone and FPN features, RPN proposals)."""
+import importlib.util
+import json
+import subprocess
+import sys
+
+import mindspore as ms
+import numpy as np
+import pytest
+
+from conftest import PARITY, REPO_ROOT, requires_shared
+from maskrcnn.box_ops import pairwise_iou
+from maskrcnn_pointrend.config import load_config
+from maskrcnn_pointrend.data.transforms import preprocess_for_inference, read_image_bgr
+from maskrcnn_pointrend.inference import load_model
+
+pytestmark = requires_shared
+IMAGE = PARITY / "coco_397133_800.png"
+REFERENCE = PARITY / "ref_seed0_coco_397133_800.npz"
+
+
+def load_compare_module():
+    spec = importlib.util.spec_from_file_location("parity_compare", PARITY / "compare.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return np.load(REFERENCE)
+
+
+@pytest.fixture(scope="module")
+def stages(seed0_checkpoint):
+    """Backbone, FPN and RPN outputs of our model on the parity image (eager)."""
+    ms.set_context(mode=ms.PYNATIVE_MODE, device_target="CPU")
+    net, cfg, _ = load_model(load_config([]), seed0_checkpoint)
+    padded, size, _ = preprocess_for_inference(read_image_bgr(IMAGE), cfg.input.min_size_test,
+                                               cfg.input.max_size_test, cfg.input.size_divisibility)
+    images, image_size = ms.Tensor(padded[None]), ms.Tensor(np.array([size], np.int32))
+    normalized = net.normalize(images, image_size)
+    bottom_up = net.backbone.bottom_up(normalized)
+    pyramid = net.backbone(normalized)
+    proposals, valid, _, _ = net.proposal_generator(pyramid, image_size)
+    features = dict(zip(["res2", "res3", "res4", "res5", "p2", "p3", "p4", "p5", "p6"],
+                        [f.asnumpy() for f in bottom_up + pyramid]))
+    return {"input_shape": padded[None].shape, "image_size": size, "features": features,
+            "proposals": proposals.asnumpy()[0][valid.asnumpy()[0]]}
+
+
+def test_input_is_padded_like_detectron2(stages, reference):
+    assert tuple(stages["input_shape"]) == tuple(reference["input_tensor_shape"])
+    assert tuple(stages["image_size"]) == tuple(reference["image_size"])
+
+
+@pytest.mark.parametrize("name", ["res2", "res3", "res4", "res5", "p2", "p3", "p4", "p5", "p6"])
+def test_features_match_detectron2(stages, reference, name):
+    feature = stages["features"][name].astype(np.float64)
+    assert feature.shape == tuple(reference[f"feat_{name}_shape"])
+    _, _, ref_mean, ref_std, _, _ = reference[f"feat_{name}_stats"]
+    assert abs(feature.mean() - ref_mean) <= 1e-3 * abs(ref_mean)
+    assert abs(feature.std() - ref_std) <= 1e-3 * abs(ref_std)
+    np.testing.assert_allclose(feature.reshape(-1)[:16], reference[f"feat_{name}_first16"], rtol=0, atol=1e-3)
+
+
+def test_rpn_proposals_match_detectron2(stages, reference):
+    ours = stages["proposals"]
+    theirs = reference["rpn_proposal_boxes"]
+    assert len(ours) == len(theirs)
+    iou = pairwise_iou(ms.Tensor(theirs), ms.Tensor(ours)).asnumpy()
+    assert (iou.max(axis=1) >= 0.99).mean() >= 0.95
+
+
+def test_infer_cli_returns_detectron2_detections(seed0_checkpoint, reference, tmp_path):
+    output = tmp_path / "detections.json"
+    subprocess.run([sys.executable, str(REPO_ROOT / "infer.py"), "--checkpoint", str(seed0_checkpoint), "--image",
+                    str(IMAGE), "--output", str(output)], check=True, cwd=REPO_ROOT, capture_output=True)
+    detections = json.loads(output.read_text())
+    ok, figure = load_compare_module().compare(reference, detections)
+    assert ok, figure
