@@ -67,7 +67,7 @@ def build_detector(cfg, mask_head_builder=None):
     """The detector described by `cfg`; `mask_head_builder(cfg.model, feature_strides)` adds a mask head."""
     m = cfg.model
     bottom_up = ResNet(m.backbone.depth, m.backbone.norm, m.backbone.stride_in_1x1, m.backbone.freeze_at,
-                       m.backbone.out_features)
+                       m.backbone.out_features, m.backbone.width)
     backbone = FPN(bottom_up, m.fpn.out_channels)
     feature_strides = {f"p{s.bit_length() - 1}": s for s in backbone.strides}
     rpn_strides = [feature_strides[name] for name in m.rpn.in_features]

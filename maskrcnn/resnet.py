@@ -1,11 +1,31 @@
-"""ResNet bottom-up backbone (detectron2 layout: stem, res2..res5 of bottleneck blocks)."""
+"""ResNet bottom-up backbone (detectron2 layout: stem, res2..res5 of basic or bottleneck blocks)."""
 from mindspore import nn, ops
 
 from .layers.conv import Conv2d
 from .layers.norm import build_norm
 
-BLOCKS_PER_STAGE = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
+BLOCKS_PER_STAGE = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
 STAGE_STRIDES = {"res2": 4, "res3": 8, "res4": 16, "res5": 32}
+
+
+class BasicBlock(nn.Cell):
+    """3x3 -> 3x3 with a projection shortcut when the shape changes (ResNet-18/34); the stride sits in the first
+    conv."""
+
+    def __init__(self, in_channels, out_channels, stride, norm):
+        super().__init__()
+        if in_channels != out_channels or stride != 1:
+            self.shortcut = Conv2d(in_channels, out_channels, 1, stride, bias=False,
+                                   norm=build_norm(norm, out_channels))
+        else:
+            self.shortcut = None
+        self.conv1 = Conv2d(in_channels, out_channels, 3, stride, padding=1, bias=False,
+                            norm=build_norm(norm, out_channels), relu=True)
+        self.conv2 = Conv2d(out_channels, out_channels, 3, padding=1, bias=False, norm=build_norm(norm, out_channels))
+
+    def construct(self, x):
+        shortcut = x if self.shortcut is None else self.shortcut(x)
+        return ops.relu(self.conv2(self.conv1(x)) + shortcut)
 
 
 class BottleneckBlock(nn.Cell):
@@ -34,7 +54,7 @@ class BottleneckBlock(nn.Cell):
 class BasicStem(nn.Cell):
     """7x7 stride-2 conv, norm, ReLU, 3x3 stride-2 max pool: (N, 3, H, W) -> (N, 64, H/4, W/4)."""
 
-    def __init__(self, norm, out_channels=64):
+    def __init__(self, norm, out_channels):
         super().__init__()
         self.conv1 = Conv2d(3, out_channels, 7, stride=2, padding=3, bias=False,
                             norm=build_norm(norm, out_channels), relu=True)
@@ -45,32 +65,41 @@ class BasicStem(nn.Cell):
 
 
 class ResNet(nn.Cell):
-    """Returns the feature maps named in `out_features` (subset of res2..res5) as a tuple, finest first."""
+    """Returns the feature maps named in `out_features` (subset of res2..res5) as a tuple, finest first.
+
+    `width` is the stem's output channels and res2's bottleneck width (64 in the standard networks); res2 has
+    4 * width output channels with bottleneck blocks (depth >= 50), width with basic blocks, and every later
+    stage doubles them.
+    """
 
     def __init__(self, depth=50, norm="FrozenBN", stride_in_1x1=True, freeze_at=2,
-                 out_features=("res2", "res3", "res4", "res5")):
+                 out_features=("res2", "res3", "res4", "res5"), width=64):
         super().__init__()
         if depth not in BLOCKS_PER_STAGE:
             raise ValueError(f"ResNet depth {depth} is not supported; choose one of {sorted(BLOCKS_PER_STAGE)}")
         # Frozen stages never update statistics either: their norms become FrozenBN (as detectron2 does).
         stage_norm = lambda index: "FrozenBN" if index < freeze_at else norm
-        self.stem = BasicStem(stage_norm(0))
+        self.stem = BasicStem(stage_norm(0), width)
         self.out_features = tuple(out_features)
         self.stage_names = tuple(name for name in STAGE_STRIDES if STAGE_STRIDES[name] <= max(
             STAGE_STRIDES[f] for f in self.out_features))
-        in_channels, bottleneck, out_channels = 64, 64, 256
+        bottleneck = depth >= 50
+        in_channels, out_channels = width, 4 * width if bottleneck else width
+        self.out_channels = {}
         for index, (name, num_blocks) in enumerate(zip(self.stage_names, BLOCKS_PER_STAGE[depth])):
             first_stride = 1 if index == 0 else 2
             blocks = []
             for block_index in range(num_blocks):
-                blocks.append(BottleneckBlock(in_channels, out_channels, bottleneck,
-                                              first_stride if block_index == 0 else 1, stage_norm(index + 1),
-                                              stride_in_1x1))
+                stride = first_stride if block_index == 0 else 1
+                if bottleneck:
+                    blocks.append(BottleneckBlock(in_channels, out_channels, out_channels // 4, stride,
+                                                  stage_norm(index + 1), stride_in_1x1))
+                else:
+                    blocks.append(BasicBlock(in_channels, out_channels, stride, stage_norm(index + 1)))
                 in_channels = out_channels
             setattr(self, name, nn.SequentialCell(blocks))
-            bottleneck *= 2
+            self.out_channels[name] = out_channels
             out_channels *= 2
-        self.out_channels = {name: 256 * 2 ** i for i, name in enumerate(STAGE_STRIDES)}
         self.freeze_at = freeze_at
         self._freeze(freeze_at)
 

@@ -1,0 +1,212 @@
+"""The detector's building blocks against small reference implementations: NMS, matching, sampling, box coding,
+mask pasting, channels-last point sampling, upsampling and the ResNet variants."""
+import math
+
+import mindspore as ms
+import numpy as np
+import pytest
+from mindspore import Tensor, ops
+
+from maskrcnn.box_coder import BoxCoder
+from maskrcnn.box_ops import nms, pairwise_iou
+from maskrcnn.fpn import upsample2x_nearest
+from maskrcnn.layers.bilinear_sample import BilinearSample, BilinearSampleAddRelu
+from maskrcnn.matcher import match
+from maskrcnn.postprocess import paste_mask
+from maskrcnn.resnet import ResNet
+from maskrcnn.sampler import subsample
+
+ms.set_context(mode=ms.PYNATIVE_MODE, device_target="CPU")
+
+
+def random_boxes(rng, n, extent=300.0, max_size=100.0):
+    xy = rng.uniform(0, extent, (n, 2))
+    wh = rng.uniform(1, max_size, (n, 2))
+    return np.concatenate([xy, xy + wh], 1).astype(np.float32)
+
+
+def reference_iou(a, b):
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(rb - lt, 0, None).prod(-1)
+    area = lambda x: (x[:, 2] - x[:, 0]) * (x[:, 3] - x[:, 1])
+    return inter / (area(a)[:, None] + area(b)[None, :] - inter)
+
+
+def reference_nms(boxes, valid, groups, threshold):
+    """Greedy NMS over boxes already sorted by score (torchvision's semantics, per group)."""
+    iou = reference_iou(boxes, boxes)
+    keep = np.zeros(len(boxes), bool)
+    for i in range(len(boxes)):
+        if valid[i] and not any(keep[j] and groups[j] == groups[i] and iou[i, j] > threshold for j in range(i)):
+            keep[i] = True
+    return keep
+
+
+def test_pairwise_iou_uses_continuous_box_sizes():
+    rng = np.random.default_rng(0)
+    a, b = random_boxes(rng, 40), random_boxes(rng, 30)
+    np.testing.assert_allclose(pairwise_iou(Tensor(a), Tensor(b)).asnumpy(), reference_iou(a, b), atol=1e-6)
+
+
+@pytest.mark.parametrize("threshold", [0.3, 0.5, 0.7])
+def test_nms_equals_greedy_nms_per_group(threshold):
+    rng = np.random.default_rng(int(threshold * 10))
+    boxes = random_boxes(rng, 300, extent=150)
+    valid = rng.random(300) > 0.1
+    groups = rng.integers(0, 3, 300).astype(np.int32)
+    keep, converged = nms(Tensor(boxes), Tensor(valid), threshold, 32, groups=Tensor(groups))
+    assert converged.asnumpy()
+    np.testing.assert_array_equal(keep.asnumpy(), reference_nms(boxes, valid, groups, threshold))
+
+
+def test_nms_reports_when_its_rounds_do_not_reach_the_greedy_result():
+    # A chain of boxes, each overlapping the next: box i survives iff i is even, a chain of 10 suppressions.
+    boxes = np.array([[4.0 * i, 0, 4.0 * i + 32, 32] for i in range(10)], np.float32)
+    valid = np.ones(10, bool)
+    keep, converged = nms(Tensor(boxes), Tensor(valid), 0.7, 3)
+    assert not converged.asnumpy()
+    keep, converged = nms(Tensor(boxes), Tensor(valid), 0.7, 16)
+    assert converged.asnumpy()
+    np.testing.assert_array_equal(keep.asnumpy(), np.arange(10) % 2 == 0)
+
+
+def test_matcher_thresholds_low_quality_matches_and_padding():
+    quality = np.array([[0.9, 0.5, 0.2, 0.1],
+                        [0.1, 0.6, 0.25, 0.0],
+                        [0.95, 0.95, 0.95, 0.95]], np.float32)  # the last slot is padding
+    gt_valid = np.array([True, True, False])
+    matches, labels = match(Tensor(quality), Tensor(gt_valid), (0.3, 0.7), (0, -1, 1), True)
+    np.testing.assert_array_equal(matches.asnumpy(), [0, 1, 1, 0])
+    # 0: IoU 0.9 positive; 1: 0.6 in between, but the best anchor of gt 1: positive; 2: 0.25 negative;
+    # 3: 0.1 negative. The padding slot's 0.95 matches nothing.
+    np.testing.assert_array_equal(labels.asnumpy(), [1, 1, 0, 0])
+    _, labels = match(Tensor(quality), Tensor(np.zeros(3, bool)), (0.5,), (0, 1), False)
+    np.testing.assert_array_equal(labels.asnumpy(), [0, 0, 0, 0])
+
+
+def test_subsample_takes_at_most_the_positive_fraction_and_fills_with_negatives():
+    rng = np.random.default_rng(1)
+    positive = np.zeros(1000, bool)
+    positive[:300] = True
+    negative = ~positive
+    negative[900:] = False
+    index, is_positive, sampled = (x.asnumpy() for x in subsample(
+        Tensor(positive), Tensor(negative), 256, 0.25, Tensor(rng.random(1000, dtype=np.float32))))
+    assert is_positive.sum() == 64 and sampled.sum() == 256
+    assert positive[index[is_positive]].all() and negative[index[sampled & ~is_positive]].all()
+    assert len(set(index[sampled].tolist())) == 256
+    # Few candidates: every one is taken and the rest of the slots are empty.
+    positive, negative = np.zeros(1000, bool), np.zeros(1000, bool)
+    positive[:10], negative[10:30] = True, True
+    index, is_positive, sampled = (x.asnumpy() for x in subsample(
+        Tensor(positive), Tensor(negative), 256, 0.25, Tensor(rng.random(1000, dtype=np.float32))))
+    assert is_positive.sum() == 10 and sampled.sum() == 30
+    assert set(index[sampled].tolist()) == set(range(30))
+
+
+def test_box_coder_decodes_what_it_encodes():
+    rng = np.random.default_rng(2)
+    reference, target = random_boxes(rng, 50), random_boxes(rng, 50)
+    coder = BoxCoder((10.0, 10.0, 5.0, 5.0))
+    deltas = coder.encode(Tensor(target), Tensor(reference))
+    np.testing.assert_allclose(coder.decode(deltas, Tensor(reference)).asnumpy(), target, atol=1e-3)
+
+
+def reference_paste(mask, box, height, width):
+    """detectron2's paste: grid_sample (align_corners=False, zero padding) of the box-frame mask at every pixel
+    centre, computed point by point."""
+    side = mask.shape[0]
+    padded = np.pad(mask, 1)
+    out = np.zeros((height, width), np.float32)
+    for y in range(height):
+        for x in range(width):
+            u = (x + 0.5 - box[0]) / (box[2] - box[0]) * side - 0.5
+            v = (y + 0.5 - box[1]) / (box[3] - box[1]) * side - 0.5
+            x0, y0 = math.floor(u), math.floor(v)
+            fx, fy = u - x0, v - y0
+            value = 0.0
+            for dy, wy in ((0, 1 - fy), (1, fy)):
+                for dx, wx in ((0, 1 - fx), (1, fx)):
+                    yy, xx = y0 + dy, x0 + dx
+                    if 0 <= yy < side and 0 <= xx < side:
+                        value += wy * wx * padded[yy + 1, xx + 1]
+            out[y, x] = value
+    return out >= 0.5
+
+
+def test_paste_mask_equals_pointwise_grid_sample():
+    rng = np.random.default_rng(3)
+    for box in ([3.3, 4.7, 20.2, 15.9], [-2.0, 10.5, 8.4, 31.0], [30.5, 20.2, 47.9, 39.9]):
+        mask = rng.random((12, 12)).astype(np.float32)
+        np.testing.assert_array_equal(paste_mask(mask, box, (40, 48)), reference_paste(mask, box, 40, 48))
+
+
+def grid_sample_reference(maps_nchw, points, batch_index):
+    """Points sampled with MindSpore's grid_sample (NCHW) one map at a time -> (P, C)."""
+    out = np.zeros((len(points), maps_nchw.shape[1]), np.float32)
+    for n in range(maps_nchw.shape[0]):
+        rows = batch_index == n
+        grid = Tensor((2 * points[rows] - 1)[None, :, None, :].astype(np.float32))
+        out[rows] = ops.grid_sample(Tensor(maps_nchw[n:n + 1]), grid, "bilinear", "zeros", False).asnumpy()[0, :, :, 0].T
+    return out
+
+
+def test_bilinear_sample_equals_grid_sample_with_gradients():
+    rng = np.random.default_rng(4)
+    maps = rng.standard_normal((3, 6, 9, 11)).astype(np.float32)
+    points = rng.uniform(-0.2, 1.2, (400, 2)).astype(np.float32)
+    batch_index = rng.integers(0, 3, 400).astype(np.int32)
+    maps_hwc = Tensor(maps.transpose(0, 2, 3, 1).copy())
+    sample = BilinearSample()
+    out = sample(maps_hwc, Tensor(points), Tensor(batch_index)).asnumpy()
+    np.testing.assert_allclose(out, grid_sample_reference(maps, points, batch_index), atol=1e-5)
+    weights = rng.standard_normal(out.shape).astype(np.float32)
+    grad = ms.grad(lambda m: (sample(m, Tensor(points), Tensor(batch_index)) * Tensor(weights)).sum())(maps_hwc)
+    # The gradient of a linear map: each map cell collects the weights of the samples that read it.
+    eps = np.zeros_like(maps)
+    expected = np.zeros_like(maps)
+    for n, c, y, x in [(0, 1, 2, 3), (2, 5, 8, 10), (1, 0, 0, 0)]:
+        eps[:] = 0
+        eps[n, c, y, x] = 1
+        expected[n, c, y, x] = (grid_sample_reference(eps, points, batch_index) * weights).sum()
+        assert abs(grad.asnumpy()[n, y, x, c] - expected[n, c, y, x]) < 1e-4
+
+
+def test_fused_sample_add_relu_and_its_gradients():
+    rng = np.random.default_rng(5)
+    maps = Tensor(rng.standard_normal((2, 5, 5, 8)).astype(np.float32))
+    points = Tensor(rng.uniform(0, 1, (60, 2)).astype(np.float32))
+    batch_index = Tensor(rng.integers(0, 2, 60).astype(np.int32))
+    base = Tensor(rng.standard_normal((60, 8)).astype(np.float32))
+    bias = Tensor(rng.standard_normal(8).astype(np.float32))
+    fused, sample = BilinearSampleAddRelu(), BilinearSample()
+
+    def unfused(base, maps, bias):
+        return ops.relu(base + sample(maps, points, batch_index) + bias)
+
+    def fused_call(base, maps, bias):
+        return fused(base, maps, points, batch_index, bias)
+
+    np.testing.assert_allclose(fused_call(base, maps, bias).asnumpy(), unfused(base, maps, bias).asnumpy(), atol=1e-6)
+    weights = Tensor(rng.standard_normal((60, 8)).astype(np.float32))
+    for got, want in zip(ms.grad(lambda *a: (fused_call(*a) * weights).sum(), (0, 1, 2))(base, maps, bias),
+                         ms.grad(lambda *a: (unfused(*a) * weights).sum(), (0, 1, 2))(base, maps, bias)):
+        np.testing.assert_allclose(got.asnumpy(), want.asnumpy(), atol=1e-5)
+
+
+def test_upsample2x_nearest_equals_nearest_interpolation():
+    x = Tensor(np.random.default_rng(6).standard_normal((2, 3, 5, 7)).astype(np.float32))
+    np.testing.assert_array_equal(upsample2x_nearest(x).asnumpy(),
+                                  ops.interpolate(x, size=(10, 14), mode="nearest").asnumpy())
+
+
+@pytest.mark.parametrize("depth, width, channels", [(18, 16, (16, 32, 64, 128)), (50, 64, (256, 512, 1024, 2048))])
+def test_resnet_variants_shapes_channels_and_freezing(depth, width, channels):
+    net = ResNet(depth, "BN" if depth == 18 else "FrozenBN", freeze_at=2, width=width)
+    outputs = net(Tensor(np.zeros((1, 3, 64, 96), np.float32)))
+    assert [tuple(o.shape) for o in outputs] == [(1, c, 64 // s, 96 // s) for c, s in zip(channels, (4, 8, 16, 32))]
+    assert tuple(net.out_channels.values()) == channels
+    frozen = [p.name for p in net.get_parameters() if not p.requires_grad]
+    assert all(name.startswith(("stem.", "res2.")) or "norm" in name for name in frozen)
+    assert any(p.name.startswith("res3.") and p.requires_grad for p in net.get_parameters())
