@@ -148,7 +148,8 @@ def grid_sample_reference(maps_nchw, points, batch_index):
     for n in range(maps_nchw.shape[0]):
         rows = batch_index == n
         grid = Tensor((2 * points[rows] - 1)[None, :, None, :].astype(np.float32))
-        out[rows] = ops.grid_sample(Tensor(maps_nchw[n:n + 1]), grid, "bilinear", "zeros", False).asnumpy()[0, :, :, 0].T
+        sampled = ops.grid_sample(Tensor(maps_nchw[n:n + 1]), grid, "bilinear", "zeros", False)
+        out[rows] = sampled.asnumpy()[0, :, :, 0].T
     return out
 
 
