@@ -23,13 +23,14 @@ def subdivision_schedule(output_side, steps, num_points):
 def sample_gt_masks(sampler, gt_mask_maps, gt_index, gt_boxes, image_points):
     """Soft ground-truth labels: bilinear samples, at (R, P, 2) image points, of the box-aligned mask grids
     gt_mask_maps (S, G, G, 1) of slots gt_index (R,), whose boxes are gt_boxes (R, 4) -> (R, P); zero outside
-    the box."""
+    the box. Constants for the losses (no gradient, so no scatter into the grids on the backward pass)."""
     # Padding slots carry empty boxes: keep their coordinates finite (far outside, so labels are 0).
     size = ops.maximum(gt_boxes[:, None, 2:] - gt_boxes[:, None, :2], 1e-6)
     relative = (image_points - gt_boxes[:, None, :2]) / size
     num_boxes, num_points = relative.shape[:2]
     point_index = ops.broadcast_to(gt_index.reshape(-1, 1), (num_boxes, num_points)).reshape(-1)
-    return sampler(gt_mask_maps, relative.reshape(-1, 2), point_index).reshape(num_boxes, num_points)
+    labels = sampler(gt_mask_maps, relative.reshape(-1, 2), point_index).reshape(num_boxes, num_points)
+    return ops.stop_gradient(labels)
 
 
 def per_image_mean(loss, weight):
@@ -61,19 +62,24 @@ class PointRendMaskHead(nn.Cell):
             cfg_mask.output_side_resolution, cfg_point.subdivision_steps, cfg_point.subdivision_num_points)
         self.output_side = self.initial_side * 2 ** self.subdivision_steps
 
-    def coarse_logits(self, features, boxes):
-        """(N, B, 4) boxes -> (N * B, K, O, O) coarse mask logits from a regular grid of points per box."""
+    def channels_last(self, features):
+        """{feature index: (N, H, W, C)} of the levels the coarse and point heads read, transposed once."""
+        return {index: to_channels_last(features[index])
+                for index, _ in self.coarse_features + self.point_features}
+
+    def coarse_logits(self, maps, boxes):
+        """channels_last maps, (N, B, 4) boxes -> (N * B, K, O, O) coarse mask logits from a regular grid of
+        points per box."""
         num_boxes = boxes.shape[0] * boxes.shape[1]
         grid = ops.broadcast_to(regular_grid_points(self.coarse_side), (num_boxes, self.coarse_side ** 2, 2))
-        sampled = ops.concat([sample_image_features(self.sampler, to_channels_last(features[index]), stride, boxes,
-                                                    grid) for index, stride in self.coarse_features], -1)
+        sampled = ops.concat([sample_image_features(self.sampler, maps[index], stride, boxes, grid)
+                              for index, stride in self.coarse_features], -1)
         sampled = sampled.reshape(num_boxes, self.coarse_side, self.coarse_side, -1).transpose(0, 3, 1, 2)
         return self.coarse_head(sampled)
 
-    def projected_point_maps(self, features):
+    def projected_point_maps(self, maps):
         """The point head's first-layer fine-feature term on every cell of its input levels (channels-last)."""
-        return self.point_head.project_fine(
-            tuple(to_channels_last(features[index]) for index, _ in self.point_features))
+        return self.point_head.project_fine(tuple(maps[index] for index, _ in self.point_features))
 
     def point_logits(self, projected_maps, boxes, coarse, classes, point_coords):
         """Point head logits (N * B, P) of each box's class at box-relative points (N * B, P, 2)."""
@@ -89,8 +95,9 @@ class PointRendMaskHead(nn.Cell):
         num_images, num_boxes = boxes.shape[:2]
         total = num_images * num_boxes
         classes = classes.reshape(-1)
-        coarse = self.coarse_logits(features, boxes)
-        projected_maps = self.projected_point_maps(features)
+        maps = self.channels_last(features)
+        coarse = self.coarse_logits(maps, boxes)
+        projected_maps = self.projected_point_maps(maps)
         side = self.initial_side
         grid = ops.broadcast_to(regular_grid_points(side), (total, side * side, 2))
         mask_logits = self.point_logits(projected_maps, boxes, coarse, classes, grid).reshape(total, 1, side, side)
@@ -122,7 +129,8 @@ class PointRendMaskHead(nn.Cell):
         slots = gt_masks.shape[1]
         gt_mask_maps = gt_masks.reshape((num_images * slots,) + gt_masks.shape[2:] + (1,)).astype(ms.float32)
         gt_index = (gt_index + ops.arange(num_images, dtype=gt_index.dtype).reshape(-1, 1) * slots).reshape(-1)
-        coarse = self.coarse_logits(features, boxes)
+        maps = self.channels_last(features)
+        coarse = self.coarse_logits(maps, boxes)
         side = coarse.shape[-1]
         class_index = ops.broadcast_to(classes.reshape(-1, 1, 1, 1), (num_boxes, 1, side, side))
         class_coarse = ops.gather_elements(coarse, 1, class_index)[:, 0]
@@ -137,7 +145,7 @@ class PointRendMaskHead(nn.Cell):
 
         points = ops.stop_gradient(uncertain_points_with_randomness(
             self.sampler, class_coarse, random_points, fresh_points, self.num_uncertain_points))
-        point_logits = self.point_logits(self.projected_point_maps(features), boxes, coarse, classes, points)
+        point_logits = self.point_logits(self.projected_point_maps(maps), boxes, coarse, classes, points)
         point_labels = sample_gt_masks(self.sampler, gt_mask_maps, gt_index, flat_gt_boxes,
                                        points_in_image(flat_boxes, points))
         loss_point = per_image_mean(

@@ -61,7 +61,8 @@ def uncertain_points_with_randomness(sampler, class_logits, random_points, fresh
     uniform in [0, 1)^2 -> (R, num_uncertain + P_fresh, 2).
     """
     num_boxes, num_over = random_points.shape[:2]
-    sampled = point_sample(sampler, class_logits[..., None], random_points).reshape(num_boxes, num_over)
+    sampled = ops.stop_gradient(point_sample(sampler, class_logits[..., None], random_points))
+    sampled = sampled.reshape(num_boxes, num_over)
     _, index = ops.topk(calculate_uncertainty(sampled), num_uncertain)
     chosen = ops.gather_elements(random_points, 1, ops.broadcast_to(index[..., None], index.shape + (2,)))
     return ops.concat((chosen, fresh_points), 1)
