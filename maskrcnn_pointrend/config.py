@@ -6,6 +6,9 @@
 Every key an override names must already exist in the file; an unknown key is an error that lists
 the closest known keys. Values are parsed as YAML scalars/lists (`--model.anchor.offset=0.5`,
 `--input.min_size_train=[640,800]`) and must keep the type of the value they replace.
+
+A file may start from another with `_base_: <path relative to the file>` and hold only what it changes;
+its keys are checked like command-line overrides.
 """
 import argparse
 import difflib
@@ -120,6 +123,27 @@ def read_yaml(path):
     return data
 
 
+def _flat_items(data, prefix=""):
+    for key, value in data.items():
+        if isinstance(value, dict):
+            yield from _flat_items(value, prefix + key + ".")
+        else:
+            yield prefix + key, value
+
+
+def read_config_file(path):
+    """The Config of a YAML file, with its `_base_` file (if any) underneath."""
+    data = read_yaml(path)
+    base = data.pop("_base_", None)
+    if base is None:
+        return Config(data)
+    try:
+        return read_config_file(os.path.join(os.path.dirname(os.path.abspath(path)), base)).merged(
+            dict(_flat_items(data)))
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+
+
 def parse_overrides(tokens):
     """`["--a.b=1", "--flag", "--c", "x"]` -> {"a.b": 1, "flag": True, "c": "x"} (values parsed as YAML)."""
     overrides = {}
@@ -145,5 +169,4 @@ def load_config(argv=None, description=None):
     parser = argparse.ArgumentParser(description=description, allow_abbrev=False)
     parser.add_argument("--config_path", default=DEFAULT_CONFIG, help="YAML settings file")
     args, rest = parser.parse_known_args(argv)
-    cfg = Config(read_yaml(args.config_path))
-    return cfg.merged(parse_overrides(rest))
+    return read_config_file(args.config_path).merged(parse_overrides(rest))

@@ -1,5 +1,6 @@
 import pytest
 
+from conftest import REPO_ROOT
 from maskrcnn_pointrend.config import ConfigError, load_config
 
 
@@ -55,3 +56,17 @@ def test_missing_or_malformed_config_file(tmp_path):
     bad.write_text("a: [1, 2\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(["--config_path", str(bad)])
+
+
+def test_config_file_with_a_base_holds_only_its_changes(tmp_path):
+    (tmp_path / "small.yaml").write_text("_base_: ../default_config.yaml\nmodel:\n  backbone:\n    depth: 18\n"
+                                          "solver:\n  base_lr: 0.1\n")
+    (tmp_path / "default_config.yaml").write_text((REPO_ROOT / "default_config.yaml").read_text())
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "small.yaml").write_text((tmp_path / "small.yaml").read_text())
+    cfg = load_config(["--config_path", str(tmp_path / "sub" / "small.yaml"), "--solver.momentum=0.8"])
+    assert (cfg.model.backbone.depth, cfg.solver.base_lr, cfg.solver.momentum) == (18, 0.1, 0.8)
+    assert cfg.input.max_size_test == 1333
+    (tmp_path / "sub" / "bad.yaml").write_text("_base_: ../default_config.yaml\nmodel:\n  backbone:\n    deep: 18\n")
+    with pytest.raises(ConfigError, match="bad.yaml: unknown setting 'model.backbone.deep'"):
+        load_config(["--config_path", str(tmp_path / "sub" / "bad.yaml")])
