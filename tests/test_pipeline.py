@@ -16,7 +16,7 @@ from conftest import COCO_MINI, PARITY, requires_shared
 from maskrcnn_pointrend.config import load_config
 from maskrcnn_pointrend.data.coco_mindrecord import convert_coco, decode_instances, mindrecord_files
 from maskrcnn_pointrend.data.dataset import (TRAIN_COLUMNS, TrainTransform, create_test_dataset, create_train_dataset,
-                                             orientation_canvases)
+                                             orientation_canvases, record_canvases, training_stream)
 from maskrcnn_pointrend.data.gt_masks import cell_centres, instance_grid
 from maskrcnn_pointrend.data.transforms import (ImageReadError, preprocess_for_inference, read_image_bgr,
                                                 resize_shortest_edge_shape)
@@ -205,13 +205,13 @@ def test_canvases_must_hold_every_resized_image():
 
 @requires_shared
 def test_train_dataset_yields_static_batches_grouped_by_canvas(mini, cfg):
-    data = create_train_dataset(mini / "train2017", cfg, batch_size=2, num_workers=2)
+    data = create_train_dataset(mini / "train2017", cfg, batch_size=2, num_batches=45, num_workers=2)
     assert data.get_col_names() == list(TRAIN_COLUMNS)
     K, M = cfg.input.max_instances, cfg.input.mask_grid
     canvases_seen = set()
-    for b, batch in enumerate(data.create_dict_iterator(output_numpy=True)):
-        if b == 45:  # more than one pass over the 80 images: the dataset repeats
-            break
+    count = 0
+    for batch in data.create_dict_iterator(output_numpy=True, num_epochs=1):
+        count += 1
         image, size, valid = batch["image"], batch["image_size"], batch["gt_valid"]
         canvas = tuple(image.shape[2:])
         assert canvas in {(800, 1344), (1344, 800)} and image.dtype == np.uint8 and image.shape[:2] == (2, 3)
@@ -236,12 +236,12 @@ def test_train_dataset_yields_static_batches_grouped_by_canvas(mini, cfg):
             assert not batch["gt_masks"][k, n:].any() and not batch["gt_boxes"][k, n:].any()
             assert (batch["gt_classes"][k, :n] < cfg.model.num_classes).all()
     assert canvases_seen == {(800, 1344), (1344, 800)}
+    assert count == 45  # more than one pass over the 80 images
 
 
 def first_batches(mindrecord_dir, cfg, seed, count):
-    data = create_train_dataset(mindrecord_dir, cfg, batch_size=2, seed=seed, num_workers=2)
-    batches = data.create_tuple_iterator(output_numpy=True)
-    return [batch for _, batch in zip(range(count), batches)]
+    data = create_train_dataset(mindrecord_dir, cfg, batch_size=2, num_batches=count, seed=seed, num_workers=2)
+    return list(data.create_tuple_iterator(output_numpy=True, num_epochs=1))
 
 
 @requires_shared
@@ -255,6 +255,51 @@ def test_train_dataset_is_reproducible_for_a_seed(mini, cfg):
     assert any(not np.array_equal(a[1], b[1]) or a[0].shape != b[0].shape for a, b in zip(first, other))
 
 
+def synthetic_index(canvases, noncrowd):
+    """An image_index of records with these canvases (0 landscape, 1 portrait) and non-crowd instance counts."""
+    canvases, noncrowd = np.asarray(canvases), np.asarray(noncrowd)
+    return {"width": np.where(canvases == 0, 640, 480), "height": np.where(canvases == 0, 480, 640),
+            "num_instances": noncrowd + 1, "num_crowd": np.ones_like(noncrowd)}
+
+
+def test_training_stream_batches_one_canvas_visits_evenly_and_any_stretch_of_it_is_the_same():
+    index = synthetic_index([0] * 7 + [1] * 4 + [0, 1], [2] * 11 + [0, 0])  # the last two: crowd only
+    records, seeds = training_stream(index, seed=5, global_batch=3, start_batch=0, num_batches=40)
+    assert records.shape == seeds.shape == (40, 3)
+    canvases = record_canvases(index)[records]
+    assert (canvases == canvases[:, :1]).all() and set(canvases[:, 0]) == {0, 1}
+    counts = np.bincount(records.reshape(-1), minlength=13)
+    assert counts[11:].sum() == 0  # records without a non-crowd instance are never visited
+    assert counts[:7].max() - counts[:7].min() <= 2 and counts[7:11].max() - counts[7:11].min() <= 2
+    assert len(np.unique(seeds)) == seeds.size
+    later, later_seeds = training_stream(index, seed=5, global_batch=3, start_batch=25, num_batches=15)
+    np.testing.assert_array_equal(later, records[25:])
+    np.testing.assert_array_equal(later_seeds, seeds[25:])
+    assert not np.array_equal(training_stream(index, 6, 3, 0, 40)[0], records)
+    with pytest.raises(ValueError, match="no record has a non-crowd instance"):
+        training_stream(synthetic_index([0], [0]), 0, 1, 0, 1)
+
+
+@requires_shared
+def test_train_dataset_resumes_mid_stream_and_its_shards_make_up_the_whole_batch(mini):
+    small = load_config(["--input.train_canvases=[[320,448],[448,320]]", "--input.min_size_train=[288,320]",
+                         "--input.max_size_train=448"])
+
+    def batches(**kwargs):
+        data = create_train_dataset(mini / "train2017", small, num_workers=2, **kwargs)
+        return list(data.create_tuple_iterator(output_numpy=True, num_epochs=1))
+
+    whole = batches(batch_size=2, num_batches=6)
+    assert {batch[0].shape[2:] for batch in whole} == {(320, 448), (448, 320)}
+    for resumed, uninterrupted in zip(batches(batch_size=2, num_batches=2, start_batch=4), whole[4:]):
+        for x, y in zip(resumed, uninterrupted):
+            np.testing.assert_array_equal(x, y)
+    shards = [batches(batch_size=1, num_batches=6, num_shards=2, shard_id=rank) for rank in (0, 1)]
+    for combined, first, second in zip(whole, *shards):
+        for x, y, z in zip(combined, first, second):
+            np.testing.assert_array_equal(x, np.concatenate([y, z]))
+
+
 @requires_shared
 def test_training_drops_images_without_non_crowd_instances(tmp_path, cfg, caplog):
     coco = json.loads((COCO_MINI / "annotations" / "instances_val2017.json").read_text())
@@ -266,11 +311,11 @@ def test_training_drops_images_without_non_crowd_instances(tmp_path, cfg, caplog
     ann_file.write_text(json.dumps(coco))
     convert_coco(ann_file, COCO_MINI / "val2017", tmp_path / "out")
     with caplog.at_level(logging.INFO, logger="maskrcnn_pointrend.data.dataset"):
-        data = create_train_dataset(tmp_path / "out", cfg, batch_size=1, num_workers=1)
+        data = create_train_dataset(tmp_path / "out", cfg, batch_size=1, num_batches=6, num_workers=1)
     assert "training drops 2 without a non-crowd instance" in caplog.text
     expected = sum(a["image_id"] == first for a in coco["annotations"])
-    for _, batch in zip(range(6), data.create_dict_iterator(output_numpy=True)):
-        assert batch["gt_valid"].sum() == expected
+    batches = list(data.create_dict_iterator(output_numpy=True, num_epochs=1))
+    assert len(batches) == 6 and all(batch["gt_valid"].sum() == expected for batch in batches)
 
 
 @requires_shared

@@ -27,11 +27,6 @@ TRAIN_COLUMNS = ("image", "image_size", "gt_boxes", "gt_classes", "gt_valid", "g
 TEST_COLUMNS = ("image", "image_size", "original_size", "image_id")
 
 
-def has_training_instances(num_instances, iscrowd):
-    """Filter predicate on a record: does it hold a non-crowd instance?"""
-    return bool(np.any(np.asarray(iscrowd).reshape(-1)[:int(num_instances)] == 0))
-
-
 def training_instance_indices(boxes, iscrowd, max_instances):
     """(N, 4) boxes, (N,) iscrowd -> indices of the non-crowd instances, the `max_instances` largest boxes
     when there are more, in record order."""
@@ -133,51 +128,84 @@ class TrainTransform:
                 masks)
 
 
-class AugmentationSeeds:
-    """Gives each sample a seed for its augmentation, drawn in order by one worker, so that the parallel
-    transform workers produce the same samples for the same `seed` whatever their scheduling."""
-
-    def __init__(self, seed, shard_id):
-        self._rng = np.random.default_rng([seed, shard_id])
-
-    def __call__(self, image_id):
-        return np.asarray(self._rng.integers(2 ** 62), np.int64)
+def record_canvases(image_index):
+    """-> (num_records,) int64: 0 for records TrainTransform pads to the landscape canvas (W > H), 1 for the
+    portrait one."""
+    return (image_index["width"] <= image_index["height"]).astype(np.int64)
 
 
-def canvas_bucket(image):
-    """(3, H, W) padded image -> 0 on the landscape canvas, 1 on the portrait one."""
-    return int(image.shape[1] > image.shape[2])
+def training_stream(image_index, seed, global_batch, start_batch, num_batches):
+    """Batches start_batch .. start_batch + num_batches - 1 of the endless training stream -> record indices
+    (num_batches, global_batch) and augmentation seeds (num_batches, global_batch) int64.
+
+    Each epoch visits the records with a non-crowd instance in a new order (epoch e is permuted by a
+    Generator seeded (seed, e), which also draws each visit's augmentation seed); a batch is the next
+    `global_batch` visits of one canvas, and batches come in the order they fill up (bucketing by canvas,
+    replayed). Any stretch of the stream follows from the record index alone, without reading an image.
+    """
+    candidates = np.flatnonzero(image_index["num_instances"] - image_index["num_crowd"] > 0)
+    if not len(candidates):
+        raise ValueError("no record has a non-crowd instance: there is nothing to train on")
+    needed = start_batch + num_batches
+    # E epochs fill at least E * len(candidates) / global_batch - 2 batches (one partial batch per canvas)
+    num_epochs = -(-(needed + 2) * global_batch // len(candidates))
+    records, seeds = [], []
+    for epoch in range(num_epochs):
+        rng = np.random.default_rng([seed, epoch])
+        records.append(candidates[rng.permutation(len(candidates))])
+        seeds.append(rng.integers(2 ** 62, size=len(candidates)))
+    records, seeds = np.concatenate(records), np.concatenate(seeds)
+    visit_canvas = record_canvases(image_index)[records]
+    batches = np.concatenate([visits[:len(visits) // global_batch * global_batch].reshape(-1, global_batch)
+                              for visits in (np.flatnonzero(visit_canvas == c) for c in (0, 1))])
+    batches = batches[np.argsort(batches[:, -1], kind="stable")][start_batch:needed]  # in the order they fill up
+    return records[batches], seeds[batches]
 
 
-def create_train_dataset(mindrecord_dir, cfg, batch_size, num_shards=1, shard_id=0, seed=None, num_workers=2):
-    """-> an endless dataset of batches with TRAIN_COLUMNS: image (B, 3, Hc, Wc) uint8, image_size (B, 2)
+def create_train_dataset(mindrecord_dir, cfg, batch_size, num_batches, num_shards=1, shard_id=0, seed=None,
+                         num_workers=2, start_batch=0):
+    """-> a dataset of `num_batches` batches with TRAIN_COLUMNS: image (B, 3, Hc, Wc) uint8, image_size (B, 2)
     int32, gt_boxes (B, K, 4) float32, gt_classes (B, K) int32, gt_valid (B, K) float32, gt_masks (B, K, M, M)
     uint8, K = cfg.input.max_instances, M = cfg.input.mask_grid.
 
-    Shuffled with `seed` (default cfg.seed; sets mindspore.dataset's global seed, which its shuffling
-    reads), sharded for distributed training (in each pass, rank `shard_id` of `num_shards` reads a
-    disjoint part), transformed by `num_workers` threads (faster than processes here: a sample is ~10 MB
-    that processes would copy through shared memory). Logs what training leaves out of the dataset.
+    The batches are numbers start_batch, start_batch + 1, ... of the training stream of `seed` (default
+    cfg.seed; see training_stream) in global batches of num_shards * batch_size images, of which rank
+    `shard_id` gets images [shard_id * B, (shard_id + 1) * B): the ranks of a distributed job together see
+    what one process with the whole batch sees, and a job resumed at batch k sees what it would have seen
+    had it not stopped (images before start_batch are never read). Records are read in stream order and
+    transformed by `num_workers` threads (faster than processes here: a sample is ~10 MB that processes
+    would copy through shared memory). Logs what training leaves out of the dataset.
     """
     seed = cfg.seed if seed is None else seed
+    if not 0 <= shard_id < num_shards:
+        raise ValueError(f"shard_id {shard_id} is not in [0, {num_shards})")
     transform = TrainTransform.from_config(cfg)
     files = mindrecord_files(mindrecord_dir)
-    counts = training_selection_counts(read_image_index(mindrecord_dir), cfg.input.max_instances)
+    image_index = read_image_index(mindrecord_dir)
+    counts = training_selection_counts(image_index, cfg.input.max_instances)
     logger.info("%s: %d images; training drops %d without a non-crowd instance, leaves out %d crowd instances, "
                 "and drops %d instances beyond max_instances=%d in %d images (keeping the largest boxes)",
                 mindrecord_dir, counts["images"], counts["images_without_non_crowd_instances"],
                 counts["crowd_instances"], counts["instances_over_max_instances"], cfg.input.max_instances,
                 counts["images_over_max_instances"])
-    ds.config.set_seed(seed)
-    data = ds.MindDataset(files, columns_list=["image", "image_id", *INSTANCE_COLUMNS], num_parallel_workers=1,
-                          shuffle=True, num_shards=num_shards, shard_id=shard_id)
-    data = data.filter(has_training_instances, input_columns=["num_instances", "iscrowd"])
-    data = data.repeat()
-    data = data.map(AugmentationSeeds(seed, shard_id), input_columns=["image_id"], output_columns=["aug_seed"],
-                    num_parallel_workers=1)
+    try:
+        records, aug_seeds = training_stream(image_index, seed, num_shards * batch_size, start_batch, num_batches)
+    except ValueError as e:
+        raise ValueError(f"{mindrecord_dir}: {e}") from None
+    mine = slice(shard_id * batch_size, (shard_id + 1) * batch_size)
+    order = records[:, mine].reshape(-1).tolist()
+    # a SubsetSampler of MindDataset takes at most as many indices as there are records: read in pieces
+    piece = len(image_index["image_id"])
+    data, *more = [ds.MindDataset(files, columns_list=["image", *INSTANCE_COLUMNS], num_parallel_workers=1,
+                                  sampler=ds.SubsetSampler(order[start:start + piece]))
+                   for start in range(0, len(order), piece)]
+    if more:
+        data = data.concat(more)
+    seeds = ds.NumpySlicesDataset({"aug_seed": aug_seeds[:, mine].reshape(-1)}, shuffle=False)
+    data = ds.zip((data, seeds))
     data = data.map(transform, input_columns=["image", "aug_seed", *INSTANCE_COLUMNS],
                     output_columns=list(TRAIN_COLUMNS), num_parallel_workers=num_workers)
-    data = data.bucket_batch_by_length(["image"], [1], [batch_size, batch_size], canvas_bucket, drop_remainder=True)
+    data = data.batch(batch_size, drop_remainder=True)
     return data.project(list(TRAIN_COLUMNS))
 
 

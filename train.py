@@ -1,0 +1,231 @@
+#!/usr/bin/env python3
+"""Trains PointRend (R50-FPN by default) on a COCO-format dataset with detectron2's recipe, on one device or
+data-parallel (scripts/run_distribute_train_gpu.sh launches one process per device with --run_distribute True).
+
+    python train.py --device_target GPU --coco_root /data/coco --mindrecord_dir /data/mindrecord/train2017
+                    --pre_trained r50.ckpt --output_dir out [--resume] [--key=value ...]
+
+Data: --mindrecord_dir, converted from <coco_root>/annotations/instances_<train_split>.json (or --ann_file)
+and <coco_root>/<train_split>/ when it holds no complete conversion (rank 0 converts, the other ranks wait).
+Weights: --pre_trained, a checkpoint from convert_checkpoint.py (or from this script): its input
+conventions are applied; tensors it lacks start fresh, and so do its class-specific ones when its number of
+classes differs from the dataset's (<output_dir>/pretrained_load.json lists what was loaded and what not).
+Schedule: solver.* -- SGD with momentum, base_lr for solver.ims_per_batch images scaled to the real batch
+(devices x solver.images_per_device), linear warmup, steps and max_iter of solver.schedule (1x or 3x).
+
+Writes to --output_dir: train_rank<r>.log per rank; metrics.json (a JSON line per iteration: the losses,
+total_loss, lr, time, data_time, eta_seconds); checkpoints every solver.checkpoint_period iterations, the
+last solver.keep_checkpoints of them kept, and model_final.ckpt (see maskrcnn_pointrend/engine/checkpointer.py).
+--resume continues from the checkpoint <output_dir>/last_checkpoint names, exactly where it stopped. A loss
+that becomes NaN or Inf stops the job (exit status 1) before its update, naming the iteration and the loss.
+"""
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+
+import mindspore as ms
+
+from maskrcnn_pointrend.checkpoints import config_overrides_from_metadata, read_checkpoint
+from maskrcnn_pointrend.cli import parse_args, set_context, setup_logging
+from maskrcnn_pointrend.config import ConfigError
+from maskrcnn_pointrend.data.coco_mindrecord import (COMPLETE_MARKER, IncompleteDatasetError, OutputExistsError,
+                                                     convert_coco, read_category_map)
+from maskrcnn_pointrend.data.dataset import create_train_dataset
+from maskrcnn_pointrend.data.transforms import ImageReadError
+from maskrcnn_pointrend.engine.checkpointer import LAST_CHECKPOINT, Checkpointer, restore_parameters
+from maskrcnn_pointrend.engine.distributed import (init_distributed, launcher_device_id, parameter_digest,
+                                                   rank0_prepares)
+from maskrcnn_pointrend.engine.metrics import TrainingMetrics
+from maskrcnn_pointrend.engine.pretrained import load_pretrained
+from maskrcnn_pointrend.engine.solver import build_lr_schedule, build_optimizer, schedule_settings
+from maskrcnn_pointrend.engine.train_step import NonFiniteLossError, TrainStep, loss_inputs, step_randomness
+from maskrcnn_pointrend.model import LOSS_NAMES, build_pointrend
+
+logger = logging.getLogger("train")
+
+METRICS_FILE = "metrics.json"
+LOAD_REPORT_FILE = "pretrained_load.json"
+
+
+class TrainingSetupError(ValueError):
+    """Inputs of a training job that do not fit together; the message names them."""
+
+
+def prepare_mindrecord(cfg, rank):
+    """Convert the training split to cfg.mindrecord_dir unless it holds a complete conversion (rank 0 does,
+    the other ranks wait for its completion marker)."""
+    if not cfg.mindrecord_dir:
+        raise ConfigError("set --mindrecord_dir: the converted training split (created from --coco_root if missing)")
+
+    def convert():
+        if not cfg.coco_root:
+            raise ConfigError(f"{cfg.mindrecord_dir} holds no complete conversion; set --coco_root (and --ann_file "
+                              "for another annotation file) to create it, or convert it with convert_coco.py")
+        ann_file = cfg.ann_file or os.path.join(cfg.coco_root, "annotations", f"instances_{cfg.train_split}.json")
+        image_dir = os.path.join(cfg.coco_root, cfg.train_split)
+        logger.info("converting %s (images in %s) to %s", ann_file, image_dir, cfg.mindrecord_dir)
+        convert_coco(ann_file, image_dir, cfg.mindrecord_dir, workers=os.cpu_count() or 1)
+
+    rank0_prepares(rank, lambda: os.path.isfile(os.path.join(cfg.mindrecord_dir, COMPLETE_MARKER)), convert,
+                   f"convert the dataset to {cfg.mindrecord_dir}")
+
+
+def category_pairs(categories):
+    """COCO category dicts -> [[id, name], ...] in class order, as checkpoints store them."""
+    return [[c["id"], c["name"]] for c in categories]
+
+
+def model_metadata(cfg, categories):
+    """What our model checkpoints record besides the iteration: classes, input conventions, the config."""
+    return {"source": "train.py", "categories": category_pairs(categories), "num_classes": len(categories),
+            "input_format": cfg.input.format, "pixel_mean": cfg.input.pixel_mean, "pixel_std": cfg.input.pixel_std,
+            "stride_in_1x1": cfg.model.backbone.stride_in_1x1, "config": cfg.to_dict()}
+
+
+def check_resumable(saved, categories, stream):
+    """A checkpoint resumes only a job over the same classes and the same data stream and LR."""
+    if saved.model_metadata.get("categories") != category_pairs(categories):
+        raise TrainingSetupError(f"{saved.model_path} was trained on other categories than the "
+                                 f"{len(categories)} of the dataset")
+    trained_with = {key: saved.solver_metadata.get(key) for key in stream}
+    if trained_with != stream:
+        raise TrainingSetupError(f"cannot resume from {saved.model_path}: it was trained with {trained_with}, this "
+                                 f"job has {stream} (they decide the data and the LR); start a new run with "
+                                 "--pre_trained instead")
+
+
+def check_solver_settings(cfg):
+    """-> max_iter of the schedule; bad solver settings are a ConfigError."""
+    _, max_iter = schedule_settings(cfg.solver)
+    if cfg.solver.images_per_device < 1:
+        raise ConfigError(f"solver.images_per_device must be at least 1, got {cfg.solver.images_per_device}")
+    if cfg.solver.mixed_precision and cfg.device_target != "GPU":
+        raise ConfigError("solver.mixed_precision needs --device_target GPU")
+    return max_iter
+
+
+def starting_point(cfg, checkpointer):
+    """-> (SavedCheckpoint to resume from, or None; (params, metadata) of --pre_trained, or None)."""
+    saved = checkpointer.latest() if cfg.resume else None
+    if saved:
+        logger.info("resuming from %s at iteration %d%s", saved.model_path, saved.iteration,
+                    f" (--pre_trained {cfg.pre_trained} is not used)" if cfg.pre_trained else "")
+        return saved, None
+    if os.path.exists(checkpointer.path(LAST_CHECKPOINT)):
+        raise TrainingSetupError(f"{cfg.output_dir} holds the checkpoints of an earlier run: pass --resume to "
+                                 "continue it, or choose another --output_dir")
+    if cfg.resume:
+        logger.info("--resume: %s has no checkpoint, starting a new run", cfg.output_dir)
+    return None, read_checkpoint(cfg.pre_trained) if cfg.pre_trained else None
+
+
+def write_load_report(path, checkpoint, report):
+    with open(path, "w") as f:
+        json.dump({"checkpoint": checkpoint, "loaded": report.loaded, "fresh": report.fresh,
+                   "class_specific_not_loaded": report.class_specific}, f, indent=1)
+
+
+def initialise_weights(net, cfg, saved, pretrained, num_classes, rank):
+    """Set `net`'s weights from the checkpoint resumed, else from --pre_trained (rank 0 writes the report)."""
+    if saved:
+        restore_parameters(net.parameters_dict(), saved.model, saved.model_path)
+    elif pretrained:
+        report = load_pretrained(net, pretrained[0], cfg.pre_trained, num_classes, logger)
+        if rank == 0:
+            path = os.path.join(cfg.output_dir, LOAD_REPORT_FILE)
+            write_load_report(path, cfg.pre_trained, report)
+            logger.info("%d tensors loaded from %s, %d start fresh: listed in %s", len(report.loaded),
+                        cfg.pre_trained, len(report.fresh), path)
+    else:
+        logger.warning("no --pre_trained checkpoint: every tensor starts from its initialisation")
+
+
+def run_iterations(step, net, dataset, cfg, start_iter, max_iter, rank, checkpointer, checkpoint_metadata, stream):
+    """Iterations start_iter .. max_iter - 1 over `dataset`, with metrics and (rank 0) periodic checkpoints."""
+    batch_size = cfg.solver.images_per_device
+    schedule = build_lr_schedule(cfg.solver, stream["global_batch"])
+    metrics = TrainingMetrics(os.path.join(cfg.output_dir, METRICS_FILE) if rank == 0 else None, LOSS_NAMES,
+                              start_iter, max_iter, cfg.solver.log_period, logger)
+    iteration = start_iter
+    try:
+        started = time.perf_counter()
+        for batch in dataset.create_tuple_iterator(output_numpy=True, num_epochs=1):
+            data_time = time.perf_counter() - started
+            randomness = step_randomness(cfg, cfg.seed, iteration, rank * batch_size, batch_size, batch[0].shape[2:])
+            lr = schedule(iteration)
+            losses, applied = step(iteration, loss_inputs(batch, randomness), lr)
+            if not applied:
+                logger.warning("iteration %d: the gradients overflowed in float16; update skipped, loss scale now %g",
+                               iteration, float(step.loss_scaler.scale_value.asnumpy()))
+            metrics.record(iteration, losses, lr, time.perf_counter() - started, data_time)
+            iteration += 1
+            if rank == 0 and iteration % cfg.solver.checkpoint_period == 0 and iteration < max_iter:
+                logger.info("saved %s", checkpointer.save(iteration, net, step.state(), checkpoint_metadata, stream))
+            started = time.perf_counter()
+    finally:
+        metrics.close()
+    if iteration != max_iter:
+        raise RuntimeError(f"the dataset ended after iteration {iteration} of {max_iter}")
+
+
+def train(cfg):
+    max_iter = check_solver_settings(cfg)
+    if cfg.run_distribute:
+        cfg = cfg.merged({"device_id": launcher_device_id(cfg.device_id)})
+    set_context(cfg)
+    rank, world_size = init_distributed(cfg.run_distribute)
+    os.makedirs(cfg.output_dir, exist_ok=True)
+    setup_logging(os.path.join(cfg.output_dir, f"train_rank{rank}.log"))
+    batch_size = cfg.solver.images_per_device
+    stream = {"seed": cfg.seed, "global_batch": batch_size * world_size}
+    logger.info("rank %d of %d, %d images per device, %d per iteration, %d iterations (schedule %s)", rank,
+                world_size, batch_size, stream["global_batch"], max_iter, cfg.solver.schedule)
+    checkpointer = Checkpointer(cfg.output_dir, cfg.solver.keep_checkpoints)
+    saved, pretrained = starting_point(cfg, checkpointer)
+    start_iter = saved.iteration if saved else 0
+
+    prepare_mindrecord(cfg, rank)
+    categories = read_category_map(cfg.mindrecord_dir)
+    if saved:
+        check_resumable(saved, categories, stream)
+    conventions = saved.model_metadata if saved else pretrained[1] if pretrained else {}
+    cfg = cfg.merged({**config_overrides_from_metadata(conventions), "model.num_classes": len(categories)})
+    ms.set_seed(cfg.seed)
+    net = build_pointrend(cfg)
+    initialise_weights(net, cfg, saved, pretrained, len(categories), rank)
+    net.set_train(True)
+    step = TrainStep(net, build_optimizer(net, cfg.solver), LOSS_NAMES, world_size, cfg.solver.mixed_precision)
+    if saved:
+        restore_parameters(step.state(), saved.solver, saved.solver_path)
+    if start_iter >= max_iter:
+        logger.info("the checkpoint is at iteration %d of %d: training is complete", start_iter, max_iter)
+        return
+
+    dataset = create_train_dataset(cfg.mindrecord_dir, cfg, batch_size, max_iter - start_iter, world_size, rank,
+                                   cfg.seed, max(1, (os.cpu_count() or 1) // world_size), start_iter)
+    checkpoint_metadata = model_metadata(cfg, categories)
+    run_iterations(step, net, dataset, cfg, start_iter, max_iter, rank, checkpointer, checkpoint_metadata, stream)
+    if rank == 0:
+        logger.info("saved %s", checkpointer.save(max_iter, net, step.state(), checkpoint_metadata, stream,
+                                                  final=True))
+    logger.info("rank %d: parameters sha256 %s after %d iterations", rank, parameter_digest(net), max_iter)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)
+    _, cfg = parse_args(parser, argv)
+    setup_logging()
+    try:
+        train(cfg)
+    # ValueError covers the checkpoint, config, annotation and dataset errors, whose messages name the problem
+    except (NonFiniteLossError, ValueError, IncompleteDatasetError, OutputExistsError, ImageReadError) as e:
+        logger.error("%s", e)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
