@@ -11,7 +11,8 @@ Weights: --pre_trained, a checkpoint from convert_checkpoint.py (or from this sc
 conventions are applied; tensors it lacks start fresh, and so do its class-specific ones when its number of
 classes differs from the dataset's (<output_dir>/pretrained_load.json lists what was loaded and what not).
 Schedule: solver.* -- SGD with momentum, base_lr for solver.ims_per_batch images scaled to the real batch
-(devices x solver.images_per_device), linear warmup, steps and max_iter of solver.schedule (1x or 3x).
+(devices x solver.images_per_device), linear warmup, solver.steps and solver.max_iter (detectron2's 1x
+schedule; configs/pointrend_rcnn_R_50_FPN_3x.yaml holds the 3x one).
 
 Writes to --output_dir: train_rank<r>.log per rank; metrics.json (a JSON line per iteration: the losses,
 total_loss, lr, time, data_time, eta_seconds); checkpoints every solver.checkpoint_period iterations, the
@@ -181,8 +182,8 @@ def train(cfg):
     setup_logging(os.path.join(cfg.output_dir, f"train_rank{rank}.log"))
     batch_size = cfg.solver.images_per_device
     stream = {"seed": cfg.seed, "global_batch": batch_size * world_size}
-    logger.info("rank %d of %d, %d images per device, %d per iteration, %d iterations (schedule %s)", rank,
-                world_size, batch_size, stream["global_batch"], max_iter, cfg.solver.schedule)
+    logger.info("rank %d of %d, %d images per device, %d per iteration, %d iterations (LR steps at %s)", rank,
+                world_size, batch_size, stream["global_batch"], max_iter, list(cfg.solver.steps))
     checkpointer = Checkpointer(cfg.output_dir, cfg.solver.keep_checkpoints)
     saved, pretrained = starting_point(cfg, checkpointer)
     start_iter = saved.iteration if saved else 0

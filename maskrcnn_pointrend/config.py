@@ -103,6 +103,11 @@ def _coerce(key, old, value):
         if not (isinstance(old, bool) and isinstance(value, bool)):
             raise ConfigError(f"{key!r} takes {type(old).__name__}, got {value!r}")
         return value
+    if isinstance(old, float) and isinstance(value, str):
+        try:  # YAML 1.1 reads exponents without a dot (1e-3) as strings
+            value = float(value)
+        except ValueError:
+            raise ConfigError(f"{key!r} takes float, got {value!r}") from None
     if isinstance(old, float) and isinstance(value, (int, float)):
         return float(value)
     if type(old) is not type(value):

@@ -10,7 +10,7 @@ def test_default_config_holds_detectron2_pointrend_r50_fpn_1x():
     assert cfg.input.pixel_mean == [103.530, 116.280, 123.675]
     assert cfg.input.min_size_train == [640, 672, 704, 736, 768, 800]
     assert (cfg.input.max_size_train, cfg.input.min_size_test, cfg.input.max_size_test) == (1333, 800, 1333)
-    assert cfg.solver.schedules["1x"].to_dict() == {"steps": [60000, 80000], "max_iter": 90000}
+    assert (cfg.solver.steps, cfg.solver.max_iter) == ([60000, 80000], 90000)
     assert (cfg.solver.base_lr, cfg.solver.ims_per_batch, cfg.solver.warmup_iters) == (0.02, 16, 1000)
     assert cfg.model.point_head.subdivision_num_points == 28 * 28
 
@@ -70,3 +70,8 @@ def test_config_file_with_a_base_holds_only_its_changes(tmp_path):
     (tmp_path / "sub" / "bad.yaml").write_text("_base_: ../default_config.yaml\nmodel:\n  backbone:\n    deep: 18\n")
     with pytest.raises(ConfigError, match="bad.yaml: unknown setting 'model.backbone.deep'"):
         load_config(["--config_path", str(tmp_path / "sub" / "bad.yaml")])
+
+
+def test_float_settings_accept_exponent_notation():
+    assert load_config(["--solver.base_lr=1e-3"]).solver.base_lr == 0.001
+    assert load_config(["--solver.base_lr=1e6"]).solver.base_lr == 1e6

@@ -37,7 +37,7 @@ SMALL = ["--input.train_canvases=[[320,448],[448,320]]", "--input.min_size_train
          "--input.max_instances=20", "--model.rpn.pre_nms_topk_train=500", "--model.rpn.post_nms_topk_train=256",
          "--model.roi_heads.batch_size_per_image=128", "--solver.log_period=1"]
 # Three iterations of the two images (in the LR warmup), a checkpoint after each, the last one kept.
-SHORT_RUN = ["--solver.schedules.1x.max_iter=3", "--solver.checkpoint_period=1", "--solver.keep_checkpoints=1"]
+SHORT_RUN = ["--solver.max_iter=3", "--solver.checkpoint_period=1", "--solver.keep_checkpoints=1"]
 ENV = {**os.environ, "GLOG_v": "3"}
 TIMEOUT = 600
 
@@ -53,7 +53,8 @@ def test_lr_schedule_scales_with_the_batch_warms_up_and_steps():
     assert schedule(100) == pytest.approx(0.01) and schedule(59999) == pytest.approx(0.01)
     assert schedule(60000) == pytest.approx(0.001)  # as detectron2: the step's own iteration is decayed
     assert schedule(80000) == pytest.approx(0.0001)
-    three_x = build_lr_schedule(load_config(["--solver.schedule=3x"]).solver, 16)
+    three_x_config = load_config(["--config_path", str(REPO_ROOT / "configs" / "pointrend_rcnn_R_50_FPN_3x.yaml")])
+    three_x = build_lr_schedule(three_x_config.solver, 16)
     assert three_x(209999) == pytest.approx(0.02) and three_x(250000) == pytest.approx(0.0002)
 
 
@@ -338,7 +339,7 @@ def test_two_cpu_workers_train_like_one_process_on_their_combined_batch(referenc
 @requires_shared
 def test_the_model_learns_two_images(mindrecord, seed0_checkpoint, tmp_path):
     # one image per iteration, alternating; the seed-0 weights are far from trained, so a small LR is stable
-    result = run_train(tmp_path, mindrecord, seed0_checkpoint, "--solver.schedules.1x.max_iter=20",
+    result = run_train(tmp_path, mindrecord, seed0_checkpoint, "--solver.max_iter=20",
                        "--solver.checkpoint_period=100", "--solver.images_per_device=1", "--solver.ims_per_batch=1",
                        "--solver.base_lr=0.001", "--solver.warmup_iters=3", "--input.random_flip=none")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -353,7 +354,7 @@ def test_the_model_learns_two_images(mindrecord, seed0_checkpoint, tmp_path):
 def test_a_non_finite_loss_stops_the_job_and_keeps_the_last_good_checkpoint(mindrecord, seed0_checkpoint, tmp_path):
     result = run_train(tmp_path, mindrecord, seed0_checkpoint, "--solver.base_lr=1000000.0",
                        "--solver.ims_per_batch=1", "--solver.images_per_device=1", "--solver.warmup_iters=0",
-                       "--solver.checkpoint_period=1", "--solver.schedules.1x.max_iter=5")
+                       "--solver.checkpoint_period=1", "--solver.max_iter=5")
     assert result.returncode == 1
     failure = re.search(r"non-finite loss at iteration (\d+): (\w+) = (nan|inf)", result.stderr)
     assert failure and failure.group(2) in LOSS_NAMES, result.stderr[-3000:]

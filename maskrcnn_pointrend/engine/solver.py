@@ -31,15 +31,11 @@ class LRSchedule:
 
 
 def schedule_settings(cfg_solver):
-    """(steps, max_iter) of cfg.solver.schedule, checked."""
-    if cfg_solver.schedule not in cfg_solver.schedules:
-        raise ConfigError(f"solver.schedule {cfg_solver.schedule!r} is not one of solver.schedules "
-                          f"({', '.join(cfg_solver.schedules)})")
-    schedule = cfg_solver.schedules[cfg_solver.schedule]
-    steps, max_iter = tuple(schedule.steps), schedule.max_iter
+    """(steps, max_iter) of cfg.solver, checked."""
+    steps, max_iter = tuple(cfg_solver.steps), cfg_solver.max_iter
     if max_iter < 1 or list(steps) != sorted(steps):
-        raise ConfigError(f"solver.schedules.{cfg_solver.schedule}: max_iter must be >= 1 and steps increasing, "
-                          f"got steps {list(steps)}, max_iter {max_iter}")
+        raise ConfigError(f"solver: max_iter must be >= 1 and steps increasing, got steps {list(steps)}, "
+                          f"max_iter {max_iter}")
     return steps, max_iter
 
 
