@@ -51,12 +51,16 @@ def training_selection_counts(image_index, max_instances):
 
 def orientation_canvases(canvases, max_short_edge, max_size):
     """cfg.input.train_canvases -> ((H, W) landscape canvas, (H, W) portrait canvas), checked to hold every
-    resized image: a landscape image is at most max_short_edge x max_size, a portrait one the transpose."""
-    landscape = [tuple(c) for c in canvases if c[0] <= c[1]]
-    portrait = [tuple(c) for c in canvases if c[0] > c[1]]
-    if len(canvases) != 2 or len(landscape) != 1 or len(portrait) != 1:
+    resized image: a landscape image is at most max_short_edge x max_size, a portrait one the transpose.
+    A single canvas (e.g. a square one for small images) takes both orientations."""
+    if len(canvases) == 1:
+        landscape = portrait = [tuple(canvases[0])]
+    else:
+        landscape = [tuple(c) for c in canvases if c[0] <= c[1]]
+        portrait = [tuple(c) for c in canvases if c[0] > c[1]]
+    if len(canvases) not in (1, 2) or len(landscape) != 1 or len(portrait) != 1:
         raise ValueError(f"cfg.input.train_canvases must hold one landscape (H <= W) and one portrait (H > W) "
-                         f"canvas, got {canvases}")
+                         f"canvas, or one canvas for both, got {canvases}")
     (lh, lw), (ph, pw) = landscape[0], portrait[0]
     if lh < max_short_edge or lw < max_size or ph < max_size or pw < max_short_edge:
         raise ValueError(f"cfg.input.train_canvases {canvases} cannot hold images resized to a shorter side of "
