@@ -13,9 +13,10 @@ it names its categories (checkpoints from train.py do).
 
 Runs in PyNative mode, one image at a time. Writes to --output_dir: results_segm_bbox.json (COCO results
 that pycocotools' loadRes reads), eval.log (COCOeval's summaries for bbox, segm and boundary),
-per_category_ap.csv/.txt, timing.json (images/s; seconds reading and preprocessing, in the network, pasting
-and encoding masks, and in COCOeval per IoU type), and with --visualize N overlays of the first N images in
-visualize/. --save_raw DIR writes each image's raw outputs for postprogress.py.
+per_category_ap.csv/.txt, metrics.json (the 12 COCO statistics per IoU type), timing.json (images/s;
+seconds reading and preprocessing, in the network, pasting and encoding masks, and in COCOeval per IoU
+type), and with --visualize N overlays of the first N images in visualize/. --save_raw DIR writes each
+image's raw outputs for postprogress.py.
 """
 import argparse
 import logging
@@ -37,7 +38,7 @@ from maskrcnn_pointrend.evaluation.runner import (EvaluationInputError, StageTim
                                                   class_categories, examples, load_ground_truth, raw_to_results,
                                                   write_evaluation)
 from maskrcnn_pointrend.inference import Predictor, load_model, save_raw
-from maskrcnn_pointrend.visualize import save_overlay
+from maskrcnn_pointrend.visualize import save_results_overlay
 
 logger = logging.getLogger("eval")
 
@@ -132,14 +133,6 @@ def timed(iterable, timer, stage):
         yield item
 
 
-def save_results_overlay(path, image, results, categories):
-    """Overlay of one image's COCO results (boxes XYWH, RLE masks) on the (H, W, 3) BGR image, as PNG."""
-    class_of = {category_id: i for i, (category_id, _) in enumerate(categories)}
-    boxes = [[x, y, x + w, y + h] for x, y, w, h in (r["bbox"] for r in results)]
-    save_overlay(path, image, boxes, [class_of[r["category_id"]] for r in results], [r["score"] for r in results],
-                 [r["segmentation"] for r in results], [name for _, name in categories])
-
-
 def predict_all(predictor, inputs, coco_gt, category_ids, total, raw_dir):
     """Run the model on `inputs` (file_inputs / record_inputs) -> (COCO results, image ids in the order run,
     StageTimer, seconds of the whole loop, network seconds of the first image); raw outputs go to raw_dir."""
@@ -162,12 +155,12 @@ def predict_all(predictor, inputs, coco_gt, category_ids, total, raw_dir):
     return results, evaluated, timer, time.perf_counter() - start, first_network_seconds
 
 
-def write_overlays(folder, originals, results, coco_gt, categories):
+def write_overlays(folder, originals, results, coco_gt, categories, score_thresh):
     """One PNG per image of `originals` ({image_id: (H, W, 3) BGR}), named after its file, in `folder`."""
     for image_id, image in originals.items():
         name = os.path.splitext(os.path.basename(coco_gt.imgs[image_id]["file_name"]))[0] + ".png"
         save_results_overlay(os.path.join(folder, name), image, [r for r in results if r["image_id"] == image_id],
-                             categories)
+                             categories, score_thresh)
 
 
 def evaluate(args, cfg):
@@ -220,7 +213,7 @@ def evaluate(args, cfg):
         else:
             originals = {i: read_image_bgr(os.path.join(image_dir, coco_gt.imgs[i]["file_name"])) for i in shown}
         folder = os.path.join(cfg.output_dir, VISUALIZE_DIR)
-        write_overlays(folder, originals, results, coco_gt, categories)
+        write_overlays(folder, originals, results, coco_gt, categories, cfg.test.visualize_score_thresh)
         logger.info("wrote overlays of %d images to %s", len(shown), folder)
 
     extra_timing = {"device_target": cfg.device_target, "image_source": "mindrecord" if cfg.mindrecord_dir else "files",

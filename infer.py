@@ -21,7 +21,7 @@ from maskrcnn_pointrend.checkpoints import CheckpointError
 from maskrcnn_pointrend.cli import parse_args, set_context, setup_logging
 from maskrcnn_pointrend.data.transforms import ImageReadError, read_image_bgr
 from maskrcnn_pointrend.inference import Predictor, coco_results, load_model, save_raw
-from maskrcnn_pointrend.visualize import save_overlay
+from maskrcnn_pointrend.visualize import save_results_overlay
 
 logger = logging.getLogger("infer")
 
@@ -44,7 +44,8 @@ def main(argv=None):
     parser.add_argument("--checkpoint", required=True, help="converted or trained .ckpt")
     parser.add_argument("--image", action="append", required=True, help="image file (repeat for several)")
     parser.add_argument("--output", required=True, help="COCO results json to write")
-    parser.add_argument("--visualize", metavar="DIR", help="write an overlay PNG per image here")
+    parser.add_argument("--visualize", metavar="DIR", help="write an overlay PNG per image here (detections "
+                        "scoring at least test.visualize_score_thresh)")
     parser.add_argument("--save_raw", metavar="DIR", help="write raw network outputs (postprogress.py format)")
     args, cfg = parse_args(parser, argv)
     setup_logging()
@@ -71,12 +72,8 @@ def main(argv=None):
             save_raw(raw, args.save_raw)
         if args.visualize:
             name = os.path.splitext(os.path.basename(path))[0] + ".png"
-            save_overlay(os.path.join(args.visualize, name), image,
-                         [[d["bbox"][0], d["bbox"][1], d["bbox"][0] + d["bbox"][2], d["bbox"][1] + d["bbox"][3]]
-                          for d in detections],
-                         [category_ids.index(d["category_id"]) for d in detections],
-                         [d["score"] for d in detections], [d["segmentation"] for d in detections],
-                         [c[1] for c in categories])
+            save_results_overlay(os.path.join(args.visualize, name), image, detections, categories,
+                                 cfg.test.visualize_score_thresh)
     write_json_atomically(args.output, results)
     logger.info("wrote %d detections for %d images to %s", len(results), len(args.image), args.output)
 

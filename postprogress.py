@@ -6,9 +6,9 @@
 
 Reads the raw outputs of every image of the annotation file (--ann_file, else
 <coco_root>/annotations/instances_<val_split>.json) from DIR, pastes the masks into the original images as
-detectron2 does, and writes what eval.py writes: results_segm_bbox.json, eval.log, per_category_ap.csv/.txt
-and timing.json (seconds reading the raw files, pasting and encoding, and in COCOeval per IoU type). For the
-same raw outputs the results and AP are eval.py's.
+detectron2 does, and writes what eval.py writes: results_segm_bbox.json, eval.log, per_category_ap.csv/.txt,
+metrics.json and timing.json (seconds reading the raw files, pasting and encoding, and in COCOeval per IoU
+type). For the same raw outputs the results and AP are eval.py's.
 
 Raw format: one numpy `.npz` file per image, named `<image_id>.npz`, as written by eval.py / infer.py
 --save_raw or by any runtime running the model (e.g. the exported MindIR), with the arrays

@@ -108,6 +108,17 @@ def draw_detections(image_bgr, boxes_xyxy, classes, scores, masks, class_names, 
     return overlay, decorations | (outlines > 0)
 
 
+def save_results_overlay(path, image_bgr, results, categories, score_thresh):
+    """Overlay of one image's COCO results (boxes XYWH, RLE masks) scoring at least `score_thresh` on the
+    (H, W, 3) BGR image, as PNG; categories [(category id, name)] in class order."""
+    class_of = {category_id: i for i, (category_id, _) in enumerate(categories)}
+    shown = [r for r in results if r["score"] >= score_thresh]
+    boxes = [[x, y, x + w, y + h] for x, y, w, h in (r["bbox"] for r in shown)]
+    return save_overlay(path, image_bgr, boxes, [class_of[r["category_id"]] for r in shown],
+                        [r["score"] for r in shown], [r["segmentation"] for r in shown],
+                        [name for _, name in categories])
+
+
 def save_overlay(path, image_bgr, boxes_xyxy, classes, scores, masks, class_names, **style):
     """Write draw_detections(...)'s overlay to `path` (.png), complete or not at all -> the overlay."""
     if not path.lower().endswith(".png"):

@@ -95,6 +95,9 @@ def test_eval_writes_results_logs_tables_timing_and_overlays(eval_run):
     assert len(table) == 80 and {"bbox_AP", "segm_AP", "boundary_AP"} <= set(table.columns)
     assert (eval_run.output / "per_category_ap.txt").is_file()
 
+    metrics = json.loads((eval_run.output / "metrics.json").read_text())
+    assert set(metrics) == {"bbox", "segm", "boundary"} and all(len(m) == 12 for m in metrics.values())
+
     timing = json.loads((eval_run.output / "timing.json").read_text())
     assert timing["images"] == 2 and timing["images_per_s"] > 0
     assert timing["stages_s"]["network"] > 0 and timing["stages_s"]["paste_encode"] > 0

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
-from maskrcnn_pointrend.visualize import draw_detections, save_overlay
+from maskrcnn_pointrend.visualize import draw_detections, save_overlay, save_results_overlay
 
 CLASS_NAMES = ["person", "bicycle", "car"]
 
@@ -79,3 +79,22 @@ def test_save_overlay_writes_a_complete_png(tmp_path):
     assert [p.name for p in path.parent.iterdir()] == ["000001.png"]
     with pytest.raises(ValueError, match="must end in .png"):
         save_overlay(str(tmp_path / "x.jpg"), image, boxes, classes, scores, masks, CLASS_NAMES)
+
+
+def test_results_overlay_draws_only_detections_above_the_threshold(tmp_path):
+    image, boxes, classes, scores, masks = scene()
+    categories = [(1, "person"), (2, "bicycle"), (3, "car")]
+    results = []
+    for box, cls, score, mask in zip(boxes, classes, scores, masks):
+        rle = mask_utils.encode(np.asfortranarray(mask))
+        rle["counts"] = rle["counts"].decode()
+        x0, y0, x1, y1 = box.tolist()
+        results.append({"image_id": 1, "category_id": categories[cls][0], "bbox": [x0, y0, x1 - x0, y1 - y0],
+                        "score": float(score), "segmentation": rle})
+    overlay = save_results_overlay(str(tmp_path / "a.png"), image, results, categories, 0.5)
+    _, decorations = draw_detections(image, boxes[:2], classes[:2], scores[:2], masks[:2],
+                                     [name for _, name in categories])
+    changed = (overlay != image).any(axis=2)
+    assert changed[masks[0]].all() and changed[masks[1]].all()
+    assert not changed[masks[2] & ~decorations].any()  # the 0.3 detection is not drawn
+    assert (cv2.imread(str(tmp_path / "a.png")) == overlay).all()

@@ -18,6 +18,7 @@ from .coco_evaluation import evaluate_coco, write_text
 
 RESULTS_FILE = "results_segm_bbox.json"
 TIMING_FILE = "timing.json"
+METRICS_FILE = "metrics.json"
 MAX_EXAMPLES = 5  # ids or file names an error message lists
 
 
@@ -128,13 +129,16 @@ def timing_lines(timing):
 
 
 def write_evaluation(coco_gt, results, output_dir, images, loop_seconds, stage_seconds, log, extra_timing=None):
-    """Write the results json, evaluate_coco's eval.log and tables, and timing.json (with `extra_timing`
-    merged in) to output_dir -> (metrics, timing)."""
+    """Write the results json, evaluate_coco's eval.log and tables, metrics.json (the 12 COCO statistics per IoU
+    type, as fractions) and timing.json (with `extra_timing` merged in) to output_dir -> (metrics, timing)."""
     os.makedirs(output_dir, exist_ok=True)
     results_path = os.path.join(output_dir, RESULTS_FILE)
     write_text(results_path, json.dumps(results))
     log(f"wrote {len(results)} detections for {images} images to {results_path}")
     metrics = evaluate_coco(coco_gt, results, output_dir, log=log)
+    statistics = {iou_type: {k: v for k, v in values.items() if not k.endswith("_s")}
+                  for iou_type, values in metrics.items()}
+    write_text(os.path.join(output_dir, METRICS_FILE), json.dumps(statistics, indent=2) + "\n")
     timing = {**timing_summary(images, loop_seconds, stage_seconds, metrics), **(extra_timing or {})}
     write_text(os.path.join(output_dir, TIMING_FILE), json.dumps(timing, indent=2) + "\n")
     for line in timing_lines(timing):
