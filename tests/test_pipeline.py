@@ -199,8 +199,11 @@ def test_canvases_must_hold_every_resized_image():
     assert orientation_canvases([[800, 1344], [1344, 800]], 800, 1333) == ((800, 1344), (1344, 800))
     with pytest.raises(ValueError, match="cannot hold"):
         orientation_canvases([[800, 1312], [1312, 800]], 800, 1333)
+    with pytest.raises(ValueError, match="cannot hold"):
+        orientation_canvases([[800, 1344]], 800, 1333)  # one canvas must hold both orientations
+    assert orientation_canvases([[256, 256]], 256, 256) == ((256, 256), (256, 256))
     with pytest.raises(ValueError, match="one landscape"):
-        orientation_canvases([[800, 1344]], 800, 1333)
+        orientation_canvases([[800, 1344], [800, 1344]], 800, 1333)
 
 
 @requires_shared
