@@ -99,14 +99,23 @@ def file_inputs(image_dir, images, predictor):
         yield path, image["id"], padded, image_size, bgr.shape[:2]
 
 
-def record_inputs(mindrecord_dir, cfg, image_ids):
+def by_input_shape(items, predictor, height, width):
+    """`items` ordered so that images the network takes at the same padded shape come together (each shape is
+    then compiled once; see Predictor)."""
+    return sorted(items, key=lambda item: predictor.input_shape(height(item), width(item)))
+
+
+def record_inputs(mindrecord_dir, cfg, image_ids, predictor):
     """The same as file_inputs from the MindRecord test pipeline, for the records whose id is in `image_ids`."""
-    rows = create_test_dataset(mindrecord_dir, cfg).create_dict_iterator(output_numpy=True, num_epochs=1)
+    index = read_image_index(mindrecord_dir)
+    records = by_input_shape([r for r, image_id in enumerate(index["image_id"]) if int(image_id) in image_ids],
+                             predictor, lambda r: index["height"][r], lambda r: index["width"][r])
+    rows = create_test_dataset(mindrecord_dir, cfg, record_order=records).create_dict_iterator(
+        output_numpy=True, num_epochs=1)
     for row in rows:
         image_id = int(row["image_id"])
-        if image_id in image_ids:
-            yield (f"record {image_id} of {mindrecord_dir}", image_id, row["image"], tuple(row["image_size"]),
-                   tuple(row["original_size"]))
+        yield (f"record {image_id} of {mindrecord_dir}", image_id, row["image"], tuple(row["image_size"]),
+               tuple(row["original_size"]))
 
 
 def record_images(mindrecord_dir, image_ids):
@@ -191,9 +200,10 @@ def evaluate(args, cfg):
     predictor = Predictor(net, cfg)
 
     if cfg.mindrecord_dir:
-        inputs = record_inputs(cfg.mindrecord_dir, cfg, set(coco_gt.imgs))
+        inputs = record_inputs(cfg.mindrecord_dir, cfg, set(coco_gt.imgs), predictor)
     else:
-        inputs = file_inputs(image_dir, images, predictor)
+        inputs = file_inputs(image_dir, by_input_shape(images, predictor, lambda im: im["height"],
+                                                       lambda im: im["width"]), predictor)
     results, evaluated, timer, loop_seconds, first_network_seconds = predict_all(
         predictor, inputs, coco_gt, [category_id for category_id, _ in categories], len(images), args.save_raw)
     if sorted(evaluated) != sorted(coco_gt.imgs):

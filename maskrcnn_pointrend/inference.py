@@ -20,7 +20,7 @@ from maskrcnn.postprocess import paste_mask, rescale_detections
 
 from .checkpoints import config_overrides_from_metadata, load_into_network, read_checkpoint
 from .data.coco_categories import COCO_CATEGORIES
-from .data.transforms import preprocess_for_inference
+from .data.transforms import padded_size, preprocess_for_inference, resize_shortest_edge_shape
 from .model import build_pointrend
 
 logger = logging.getLogger(__name__)
@@ -130,9 +130,11 @@ class Predictor:
     """image (H, W, 3) uint8 BGR -> RawDetections, with the test-time resize and padding of `cfg.input`.
 
     The network runs as four stages (backbone + FPN, RPN, box head with detection selection, mask head), each
-    compiled with ms.jit for every new input shape when cfg.test.compile_stages (graph execution is about twice
-    as fast on the CPU; each new padded image shape costs a compilation), else op by op. `stage_seconds` holds
-    the last image's time per stage.
+    compiled with ms.jit for every new input shape when cfg.test.compile_stages (graph execution is about three
+    times as fast on the CPU; each new padded image shape costs a compilation), else op by op. The graphs of at
+    most cfg.test.max_compiled_shapes shapes are kept (each holds ~1 GB for R50-FPN at 800 x 1333): a new shape
+    beyond that releases them all (ms.ms_memory_recycle, which drops every compiled graph of the process), so
+    feed images grouped by `input_shape` where it matters. `stage_seconds` holds the last image's time per stage.
     """
 
     STAGES = ("backbone", "rpn", "box_head", "mask_head")
@@ -150,6 +152,21 @@ class Predictor:
         compile_stage = ms.jit if cfg.test.compile_stages else (lambda function: function)
         self.stages = dict(zip(self.STAGES, (compile_stage(f) for f in functions)))
         self.stage_seconds = {}
+        self.compiled_shapes = set()
+
+    def input_shape(self, height, width):
+        """(Hp, Wp) the network takes an image of height x width as (resized, then padded)."""
+        cfg = self.cfg.input
+        return padded_size(*resize_shortest_edge_shape(height, width, cfg.min_size_test, cfg.max_size_test),
+                           cfg.size_divisibility)
+
+    def _track_compiled(self, shape):
+        if not self.cfg.test.compile_stages or shape in self.compiled_shapes:
+            return
+        if len(self.compiled_shapes) >= self.cfg.test.max_compiled_shapes:
+            ms.ms_memory_recycle()
+            self.compiled_shapes.clear()
+        self.compiled_shapes.add(shape)
 
     def _run(self, name, *args):
         start = time.perf_counter()
@@ -168,6 +185,7 @@ class Predictor:
 
     def predict_preprocessed(self, padded, image_size, original_size, image_id):
         """RawDetections for one image already resized and padded (e.g. by the MindRecord test pipeline)."""
+        self._track_compiled(padded.shape)
         images, sizes = ms.Tensor(padded[None]), ms.Tensor(np.array([image_size], np.int32))
         # A tuple of tensors passed to a compiled stage is taken as a constant (recompiling on every new value)
         # unless marked mutable.

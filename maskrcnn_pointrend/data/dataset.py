@@ -225,12 +225,14 @@ class EvalTransform:
         return padded, np.asarray(image_size, np.int32), np.asarray(decoded.shape[:2], np.int32)
 
 
-def create_test_dataset(mindrecord_dir, cfg, num_workers=2):
-    """-> a dataset of single images in record order with TEST_COLUMNS: image (3, Hp, Wp) uint8 BGR,
-    image_size (2,) int32 (h, w) after resize, original_size (2,) int32 (H0, W0), image_id int64."""
+def create_test_dataset(mindrecord_dir, cfg, num_workers=2, record_order=None):
+    """-> a dataset of single images with TEST_COLUMNS: image (3, Hp, Wp) uint8 BGR, image_size (2,) int32 (h, w)
+    after resize, original_size (2,) int32 (H0, W0), image_id int64; in record order, or the records
+    `record_order` (indices) in that order."""
     i = cfg.input
+    sampler = ds.SubsetSampler(list(record_order)) if record_order is not None else None
     data = ds.MindDataset(mindrecord_files(mindrecord_dir), columns_list=["image", "image_id"],
-                          num_parallel_workers=1, shuffle=False)
+                          num_parallel_workers=1, shuffle=False if sampler is None else None, sampler=sampler)
     data = data.map(EvalTransform(i.min_size_test, i.max_size_test, i.size_divisibility), input_columns=["image"],
                     output_columns=["image", "image_size", "original_size"], num_parallel_workers=num_workers)
     return data.project(list(TEST_COLUMNS))
