@@ -1,4 +1,4 @@
-"""Compiles the kernels under csrc/ on first use, cached by a hash of source and flags."""
+"""Compiles the kernels under csrc/ on first use, cached by a hash of source, shared headers and flags."""
 import hashlib
 import os
 import shutil
@@ -29,7 +29,9 @@ def build_cpu_kernel(source_name: str) -> Path:
     if compiler is None:
         raise RuntimeError(f"compiling {source} needs g++ with OpenMP support (libgomp) on PATH, "
                            "e.g. `apt-get install g++`; none was found")
-    digest = hashlib.sha256(source.read_bytes() + " ".join(CXX_FLAGS).encode()).hexdigest()[:16]
+    inputs = [source.read_bytes(), *(header.read_bytes() for header in sorted(CSRC_DIR.glob("*.h"))),
+              " ".join(CXX_FLAGS).encode()]
+    digest = hashlib.sha256(b"\0".join(inputs)).hexdigest()[:16]
     library = kernel_dir() / f"{source.stem}_{digest}.so"
     if library.is_file():
         return library

@@ -10,13 +10,12 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstdio>
-#include <cstring>
-#include <exception>
 #include <string>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+
+#include "aot_kernel.h"
 
 namespace {
 
@@ -34,14 +33,11 @@ struct Corners {
   float weight[4];
 };
 
-bool fail(const std::string &reason) {
-  std::fprintf(stderr, "bilinear_sample kernel: %s\n", reason.c_str());
-  return false;
-}
+constexpr char kKernel[] = "bilinear_sample";
 
-int status(bool ok) { return ok ? 0 : 1; }
+bool fail(const std::string &reason) { return aot::fail(kKernel, reason); }
 
-bool is_dtype(const char *dtype, const char *expected) { return std::strcmp(dtype, expected) == 0; }
+using aot::is_dtype;
 
 // Reads features, points and batch index from params[0..2] (callers pass pointers offset to them).
 bool read_inputs(void **params, const int *ndims, int64_t **shapes, const char **dtypes, Inputs *in) {
@@ -202,38 +198,22 @@ bool add_relu_backward(int nparam, void **params, const int *ndims, int64_t **sh
 
 }  // namespace
 
-extern "C" int BilinearSampleForward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
-                                     void *, void *) {
-  try {
-    return status(forward(nparam, params, ndims, shapes, dtypes));
-  } catch (const std::exception &error) {
-    return status(fail(error.what()));
-  }
+extern "C" int BilinearSampleForward(int nparam, void **params, int *ndims, int64_t **shapes,
+                                     const char **dtypes, void *, void *) {
+  return aot::run(kKernel, forward, nparam, params, ndims, shapes, dtypes);
 }
 
-extern "C" int BilinearSampleBackward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
-                                      void *, void *) {
-  try {
-    return status(backward(nparam, params, ndims, shapes, dtypes));
-  } catch (const std::exception &error) {
-    return status(fail(error.what()));
-  }
+extern "C" int BilinearSampleBackward(int nparam, void **params, int *ndims, int64_t **shapes,
+                                      const char **dtypes, void *, void *) {
+  return aot::run(kKernel, backward, nparam, params, ndims, shapes, dtypes);
 }
 
 extern "C" int BilinearSampleAddReluForward(int nparam, void **params, int *ndims, int64_t **shapes,
                                             const char **dtypes, void *, void *) {
-  try {
-    return status(add_relu_forward(nparam, params, ndims, shapes, dtypes));
-  } catch (const std::exception &error) {
-    return status(fail(error.what()));
-  }
+  return aot::run(kKernel, add_relu_forward, nparam, params, ndims, shapes, dtypes);
 }
 
 extern "C" int BilinearSampleAddReluBackward(int nparam, void **params, int *ndims, int64_t **shapes,
                                              const char **dtypes, void *, void *) {
-  try {
-    return status(add_relu_backward(nparam, params, ndims, shapes, dtypes));
-  } catch (const std::exception &error) {
-    return status(fail(error.what()));
-  }
+  return aot::run(kKernel, add_relu_backward, nparam, params, ndims, shapes, dtypes);
 }

@@ -10,11 +10,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstdio>
-#include <cstring>
-#include <exception>
 #include <string>
 #include <vector>
+
+#include "aot_kernel.h"
 
 namespace {
 
@@ -124,14 +123,11 @@ RoiPlan plan_roi(const RoiInputs &in, const FeatureGeometry &geometry, int poole
   return plan;
 }
 
-bool fail(const std::string &message) {
-  std::fprintf(stderr, "ROIAlignV2 kernel: %s\n", message.c_str());
-  return false;
-}
+constexpr char kKernel[] = "ROIAlignV2";
 
-int status(bool ok) { return ok ? 0 : 1; }
+bool fail(const std::string &reason) { return aot::fail(kKernel, reason); }
 
-bool is_dtype(const char *dtype, const char *expected) { return std::strcmp(dtype, expected) == 0; }
+using aot::is_dtype;
 
 // Checks the ROI inputs at params[first], .. and the (N, C, H, W) feature maps at params[features].
 bool read_inputs(int num_levels, int first, int features, void **params, const int *ndims, int64_t **shapes,
@@ -353,22 +349,12 @@ bool backward(int nparam, void **params, const int *ndims, int64_t **shapes, con
 
 }  // namespace
 
-// Entry points (the MindSpore AOT signature); a nonzero return makes MindSpore raise, after the reason is
-// printed to stderr.
-extern "C" int RoiAlignV2Forward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
-                                 void *, void *) {
-  try {
-    return status(forward(nparam, params, ndims, shapes, dtypes));
-  } catch (const std::exception &error) {
-    return status(fail(error.what()));
-  }
+extern "C" int RoiAlignV2Forward(int nparam, void **params, int *ndims, int64_t **shapes,
+                                 const char **dtypes, void *, void *) {
+  return aot::run(kKernel, forward, nparam, params, ndims, shapes, dtypes);
 }
 
-extern "C" int RoiAlignV2Backward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
-                                  void *, void *) {
-  try {
-    return status(backward(nparam, params, ndims, shapes, dtypes));
-  } catch (const std::exception &error) {
-    return status(fail(error.what()));
-  }
+extern "C" int RoiAlignV2Backward(int nparam, void **params, int *ndims, int64_t **shapes,
+                                  const char **dtypes, void *, void *) {
+  return aot::run(kKernel, backward, nparam, params, ndims, shapes, dtypes);
 }
