@@ -7,6 +7,13 @@ from mindspore import ops
 DEFAULT_SCALE_CLAMP = math.log(1000.0 / 16)
 
 
+def centers_and_sizes(boxes):
+    """(..., 4) XYXY -> centre x, centre y, width, height, each (...)."""
+    widths = boxes[..., 2] - boxes[..., 0]
+    heights = boxes[..., 3] - boxes[..., 1]
+    return boxes[..., 0] + 0.5 * widths, boxes[..., 1] + 0.5 * heights, widths, heights
+
+
 class BoxCoder:
     """weights (wx, wy, ww, wh) scale the deltas: (1, 1, 1, 1) for the RPN, (10, 10, 5, 5) for the box head."""
 
@@ -17,24 +24,15 @@ class BoxCoder:
     def encode(self, target_boxes, reference_boxes):
         """(..., 4), (..., 4) XYXY -> (..., 4) deltas that decode reference_boxes into target_boxes."""
         wx, wy, ww, wh = self.weights
-        ref_w = reference_boxes[..., 2] - reference_boxes[..., 0]
-        ref_h = reference_boxes[..., 3] - reference_boxes[..., 1]
-        ref_x = reference_boxes[..., 0] + 0.5 * ref_w
-        ref_y = reference_boxes[..., 1] + 0.5 * ref_h
-        tgt_w = target_boxes[..., 2] - target_boxes[..., 0]
-        tgt_h = target_boxes[..., 3] - target_boxes[..., 1]
-        tgt_x = target_boxes[..., 0] + 0.5 * tgt_w
-        tgt_y = target_boxes[..., 1] + 0.5 * tgt_h
+        ref_x, ref_y, ref_w, ref_h = centers_and_sizes(reference_boxes)
+        tgt_x, tgt_y, tgt_w, tgt_h = centers_and_sizes(target_boxes)
         return ops.stack((wx * (tgt_x - ref_x) / ref_w, wy * (tgt_y - ref_y) / ref_h,
                           ww * ops.log(tgt_w / ref_w), wh * ops.log(tgt_h / ref_h)), axis=-1)
 
     def decode(self, deltas, reference_boxes):
         """(..., 4) deltas applied to broadcastable (..., 4) XYXY reference boxes -> (..., 4) XYXY."""
         wx, wy, ww, wh = self.weights
-        widths = reference_boxes[..., 2] - reference_boxes[..., 0]
-        heights = reference_boxes[..., 3] - reference_boxes[..., 1]
-        ctr_x = reference_boxes[..., 0] + 0.5 * widths
-        ctr_y = reference_boxes[..., 1] + 0.5 * heights
+        ctr_x, ctr_y, widths, heights = centers_and_sizes(reference_boxes)
         dx = deltas[..., 0] / wx
         dy = deltas[..., 1] / wy
         dw = ops.clamp(deltas[..., 2] / ww, max=self.scale_clamp)
