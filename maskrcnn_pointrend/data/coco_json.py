@@ -74,16 +74,20 @@ class CocoAnnotations:
     dropped_polygon_parts: int  # parts with < 3 points dropped from annotations that were kept
 
 
-def load_coco_annotations(path):
-    """Reads and checks `path`; -> CocoAnnotations."""
+def read_annotation_json(path):
+    """The JSON object in `path`, or AnnotationFileError naming the file when it cannot be read or parsed."""
     try:
         with open(path) as f:
-            data = json.load(f)
+            return json.load(f)
     except OSError as e:
         raise AnnotationFileError(f"cannot read annotation file {path}: {e.strerror}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise AnnotationFileError(f"{path} is not valid JSON: {e}") from None
-    return parse_coco(data, path)
+
+
+def load_coco_annotations(path):
+    """Reads and checks `path`; -> CocoAnnotations."""
+    return parse_coco(read_annotation_json(path), path)
 
 
 def parse_coco(data, path):

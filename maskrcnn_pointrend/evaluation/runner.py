@@ -12,7 +12,7 @@ from collections import defaultdict
 
 from pycocotools.coco import COCO
 
-from ..data.coco_json import AnnotationFileError, parse_coco
+from ..data.coco_json import AnnotationFileError, parse_coco, read_annotation_json
 from ..inference import coco_results
 from .coco_evaluation import evaluate_coco, write_text
 
@@ -45,13 +45,7 @@ def annotation_file(cfg):
 def load_ground_truth(path):
     """A COCO instances json -> pycocotools COCO, checked for what COCOeval reads (AnnotationFileError naming
     the file otherwise). A missing `iscrowd` counts as 0, as in data.coco_json."""
-    try:
-        with open(path) as f:
-            data = json.load(f)
-    except OSError as e:
-        raise AnnotationFileError(f"cannot read annotation file {path}: {e.strerror}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise AnnotationFileError(f"{path} is not valid JSON: {e}") from None
+    data = read_annotation_json(path)
     parsed = parse_coco(data, path)
     if not parsed.images:
         raise AnnotationFileError(f"{path} has no images to evaluate")
