@@ -10,8 +10,6 @@ import io
 import logging
 import os
 import pickle
-import subprocess
-import sys
 import zipfile
 
 import mindspore as ms
@@ -141,14 +139,9 @@ def test_unreadable_files_are_clear_errors(tmp_path):
 # ---- detectron2 ----
 
 @pytest.fixture(scope="module")
-def seed0(tmp_path_factory):
+def seed0(seed0_pickle, tmp_path_factory):
     """(detectron2 .pkl made by make_weights.py --seed 0, its conversion, the CLI's output)."""
-    if not PARITY.is_dir():
-        pytest.skip(f"{PARITY} is absent")
-    folder = tmp_path_factory.mktemp("seed0")
-    pkl, ckpt = folder / "w0.pkl", folder / "w0.ckpt"
-    subprocess.run([sys.executable, str(PARITY / "make_weights.py"), "--seed", "0", "--bn",
-                    str(PARITY / "bn_stats_seed0.npz"), "--out", str(pkl)], check=True, capture_output=True)
+    pkl, ckpt = seed0_pickle, tmp_path_factory.mktemp("seed0_cli") / "w0.ckpt"
     with contextlib.redirect_stdout(io.StringIO()) as out:
         convert_checkpoint.main(["--source", "detectron2", "--input", str(pkl), "--output", str(ckpt)])
     return pkl, ckpt, out.getvalue()
@@ -168,7 +161,7 @@ def test_seed0_detectron2_checkpoint_converts_completely(seed0):
         np.testing.assert_array_equal(params[name].asnumpy(), source[name].reshape(expected[name]))
     _, metadata = read_checkpoint(str(ckpt))
     assert metadata["num_classes"] == 80 and metadata["input_format"] == "BGR"
-    assert metadata["stride_in_1x1"] is True and metadata["converted_from"] == "w0.pkl"
+    assert metadata["stride_in_1x1"] is True and metadata["converted_from"] == pkl.name
 
 
 def test_converted_checkpoint_loads_into_our_model(seed0, caplog):
