@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdint>
 #include <string>
+#include <utility>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -102,19 +103,25 @@ bool forward(int nparam, void **params, const int *ndims, int64_t **shapes, cons
   return true;
 }
 
+// Within a parallel region: the channels [first, last) of `channels` that this thread owns. Threads that each
+// accumulate into their own channels need no atomics.
+std::pair<int64_t, int64_t> this_threads_channels(int64_t channels) {
+#ifdef _OPENMP
+  const int64_t threads = omp_get_num_threads(), thread = omp_get_thread_num();
+#else
+  const int64_t threads = 1, thread = 0;
+#endif
+  return {channels * thread / threads, channels * (thread + 1) / threads};
+}
+
 // Scatter-adds grad_out (P, C), scaled by each point's corner weights, into grad (N, H, W, C) (zeroed first).
-// Each thread owns a range of channels of the whole gradient, so the scatter-add is race-free.
+// Each thread owns a range of channels of the whole gradient.
 void scatter_samples(const Inputs &in, const float *grad_out, float *grad) {
   const int64_t channels = in.channels;
   std::fill_n(grad, in.num_maps * in.height * in.width * channels, 0.f);
 #pragma omp parallel
   {
-#ifdef _OPENMP
-    const int64_t threads = omp_get_num_threads(), thread = omp_get_thread_num();
-#else
-    const int64_t threads = 1, thread = 0;
-#endif
-    const int64_t first = channels * thread / threads, last = channels * (thread + 1) / threads;
+    const auto [first, last] = this_threads_channels(channels);
     for (int64_t p = 0; p < in.num_points; ++p) {
       const Corners c = corners(in, p);
       const float *g = grad_out + p * channels;
@@ -183,12 +190,7 @@ bool add_relu_backward(int nparam, void **params, const int *ndims, int64_t **sh
   std::fill_n(grad_bias, channels, 0.f);
 #pragma omp parallel
   {
-#ifdef _OPENMP
-    const int64_t threads = omp_get_num_threads(), thread = omp_get_thread_num();
-#else
-    const int64_t threads = 1, thread = 0;
-#endif
-    const int64_t first = channels * thread / threads, last = channels * (thread + 1) / threads;
+    const auto [first, last] = this_threads_channels(channels);
     for (int64_t p = 0; p < in.num_points; ++p)
       for (int64_t ch = first; ch < last; ++ch) grad_bias[ch] += grad_base[p * channels + ch];
   }
