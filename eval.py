@@ -99,17 +99,12 @@ def file_inputs(image_dir, images, predictor):
         yield path, image["id"], padded, image_size, bgr.shape[:2]
 
 
-def by_input_shape(items, predictor, height, width):
-    """`items` ordered so that images the network takes at the same padded shape come together (each shape is
-    then compiled once; see Predictor)."""
-    return sorted(items, key=lambda item: predictor.input_shape(height(item), width(item)))
-
-
 def record_inputs(mindrecord_dir, cfg, image_ids, predictor):
-    """The same as file_inputs from the MindRecord test pipeline, for the records whose id is in `image_ids`."""
+    """The same as file_inputs from the MindRecord test pipeline, for the records whose id is in `image_ids`,
+    grouped by input shape as evaluate() orders image files."""
     index = read_image_index(mindrecord_dir)
-    records = by_input_shape([r for r, image_id in enumerate(index["image_id"]) if int(image_id) in image_ids],
-                             predictor, lambda r: index["height"][r], lambda r: index["width"][r])
+    records = sorted((r for r, image_id in enumerate(index["image_id"]) if int(image_id) in image_ids),
+                     key=lambda r: predictor.input_shape(index["height"][r], index["width"][r]))
     rows = create_test_dataset(mindrecord_dir, cfg, record_order=records).create_dict_iterator(
         output_numpy=True, num_epochs=1)
     for row in rows:
@@ -202,8 +197,9 @@ def evaluate(args, cfg):
     if cfg.mindrecord_dir:
         inputs = record_inputs(cfg.mindrecord_dir, cfg, set(coco_gt.imgs), predictor)
     else:
-        inputs = file_inputs(image_dir, by_input_shape(images, predictor, lambda im: im["height"],
-                                                       lambda im: im["width"]), predictor)
+        # Images of the same input shape in a row: each shape is compiled once (see Predictor).
+        by_shape = sorted(images, key=lambda image: predictor.input_shape(image["height"], image["width"]))
+        inputs = file_inputs(image_dir, by_shape, predictor)
     results, evaluated, timer, loop_seconds, first_network_seconds = predict_all(
         predictor, inputs, coco_gt, [category_id for category_id, _ in categories], len(images), args.save_raw)
     if sorted(evaluated) != sorted(coco_gt.imgs):

@@ -161,6 +161,7 @@ class Predictor:
                            cfg.size_divisibility)
 
     def _track_compiled(self, shape):
+        """Counts (Hp, Wp) as compiled, first releasing every compiled graph when the limit is reached."""
         if not self.cfg.test.compile_stages or shape in self.compiled_shapes:
             return
         if len(self.compiled_shapes) >= self.cfg.test.max_compiled_shapes:
@@ -185,7 +186,7 @@ class Predictor:
 
     def predict_preprocessed(self, padded, image_size, original_size, image_id):
         """RawDetections for one image already resized and padded (e.g. by the MindRecord test pipeline)."""
-        self._track_compiled(padded.shape)
+        self._track_compiled(padded.shape[1:])
         images, sizes = ms.Tensor(padded[None]), ms.Tensor(np.array([image_size], np.int32))
         # A tuple of tensors passed to a compiled stage is taken as a constant (recompiling on every new value)
         # unless marked mutable.
