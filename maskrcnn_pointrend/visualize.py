@@ -4,13 +4,13 @@ Instances are drawn from the lowest score to the highest, so higher scores end o
 the masks, the box outlines and the label patches keep their input values.
 """
 import colorsys
-import os
-import tempfile
 from collections import Counter
 
 import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
+
+from .output_files import atomic_write
 
 GOLDEN_RATIO_CONJUGATE = 0.618033988749895
 FONT = cv2.FONT_HERSHEY_SIMPLEX
@@ -127,9 +127,6 @@ def save_overlay(path, image_bgr, boxes_xyxy, classes, scores, masks, class_name
     ok, encoded = cv2.imencode(".png", overlay)
     if not ok:
         raise RuntimeError(f"{path}: OpenCV could not encode the overlay as PNG")
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=directory, suffix=".partial", delete=False) as f:
+    with atomic_write(path, "wb") as f:
         f.write(encoded.tobytes())
-    os.replace(f.name, path)
     return overlay

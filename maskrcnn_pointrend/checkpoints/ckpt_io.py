@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import mindspore as ms
 import numpy as np
 
+from ..output_files import atomic_output
 from .converted import CLS_SCORE_WEIGHT
 from .errors import CheckpointError
 
@@ -47,7 +48,7 @@ def _ckpt_path(path):
 
 def save_checkpoint(path, params, metadata):
     """Write `params` ({name: np.ndarray | Tensor | Parameter} or an nn.Cell's parameters) and `metadata`
-    (a JSON-able dict) to `path`, atomically: a temporary file in the same folder renamed over `path`."""
+    (a JSON-able dict) to `path`, atomically (output_files.atomic_output)."""
     path = _ckpt_path(path)
     if isinstance(params, ms.nn.Cell):
         params = params.parameters_dict()
@@ -57,14 +58,8 @@ def save_checkpoint(path, params, metadata):
         raise CheckpointError(f"{path}: metadata is not JSON-serialisable ({e})") from None
     entries = [{"name": name, "data": value if isinstance(value, ms.Tensor) else ms.Tensor(value)}
                for name, value in params.items()]
-    folder, base = os.path.split(os.path.abspath(path))
-    temp = os.path.join(folder, f".{base[:-len('.ckpt')]}.tmp{os.getpid()}.ckpt")
-    try:
-        ms.save_checkpoint(entries, temp, append_dict={METADATA_KEY: metadata_json})
-        os.replace(temp, path)
-    finally:
-        if os.path.exists(temp):
-            os.remove(temp)
+    with atomic_output(path) as temporary:
+        ms.save_checkpoint(entries, temporary, append_dict={METADATA_KEY: metadata_json})
 
 
 def read_checkpoint(path):
@@ -140,7 +135,7 @@ def load_into_network(net, params, strict, log=logger):
     loaded = [name for name in net_params if name in params]
     for name in loaded:
         param = net_params[name]
-        param.set_data(ms.Tensor(np.asarray(params[name], dtype=ms.dtype_to_nptype(param.dtype))))
+        param.set_data(ms.Tensor(params[name], param.dtype))
     log.info("loaded %d tensors from the checkpoint: %s", len(loaded), group_counts(loaded))
     for name in loaded:
         log.debug("loaded %s %s", name, tuple(net_params[name].shape))

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import mindspore as ms
 
 from ..checkpoints import CheckpointError, read_checkpoint, save_checkpoint
+from ..output_files import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -74,11 +75,8 @@ class Checkpointer:
         model_file, solver_file = checkpoint_files(FINAL_TAG if final else f"{iteration:07d}")
         save_checkpoint(self.path(solver_file), solver_state, {**solver_metadata, "iteration": iteration})
         save_checkpoint(self.path(model_file), net, {**model_metadata, "iteration": iteration})
-        pointer = self.path(LAST_CHECKPOINT)
-        temporary = f"{pointer}.tmp{os.getpid()}"
-        with open(temporary, "w") as f:
+        with atomic_write(self.path(LAST_CHECKPOINT)) as f:
             json.dump({"iteration": iteration, "model": model_file, "solver": solver_file}, f)
-        os.replace(temporary, pointer)
         self._remove_old()
         return self.path(model_file)
 

@@ -24,6 +24,7 @@ import pandas as pd
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from ..output_files import atomic_write
 from .boundary_iou import DEFAULT_DILATION_RATIO, BoundaryCOCOeval
 
 IOU_TYPES = ("bbox", "segm", "boundary")
@@ -129,11 +130,9 @@ def per_category_table(coco_gt, image_ids, per_type_tables):
 
 
 def write_text(path, text):
-    """Write `text` to `path` via a temporary file, so that `path` is either complete or absent."""
-    partial = f"{path}.partial"
-    with open(partial, "w", encoding="utf-8") as f:
+    """Write `text` to `path` atomically: `path` is either complete or absent."""
+    with atomic_write(path) as f:
         f.write(text)
-    os.replace(partial, path)
 
 
 def evaluate_coco(coco_gt, results, output_dir, iou_types=IOU_TYPES, image_ids=None,

@@ -1,0 +1,75 @@
+"""Output files: written atomically (complete or absent) with the permissions the umask gives, and output
+locations checked before the work that fills them.
+
+    with atomic_write("results.json") as f:          # a text file
+        json.dump(results, f)
+    with atomic_output("model.ckpt") as temporary:    # for writers that take a path
+        ms.save_checkpoint(entries, temporary)
+    prepare_output_dir(args.output_dir, "--output_dir")  # before loading the model
+
+The data goes to a temporary file beside `path` (same file system, so the rename is atomic), which is
+renamed over `path` once complete and removed when writing fails. Temporary files from tempfile and some
+libraries' own writers (MindSpore's checkpoints are 0400) get restrictive modes: the finished file gets
+0666 minus the umask, as `open` gives.
+"""
+import contextlib
+import os
+import tempfile
+import uuid
+
+
+class OutputLocationError(ValueError):
+    """An output file or folder that cannot be written; the message names it and the reason."""
+
+
+def _umask_mode():
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+@contextlib.contextmanager
+def atomic_output(path):
+    """Yields a temporary path beside `path` (same extension, its folder created) to write; renames it over
+    `path` when the block succeeds, removes it when it fails."""
+    folder, name = os.path.split(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    stem, extension = os.path.splitext(name)
+    temporary = os.path.join(folder, f".{stem}.{uuid.uuid4().hex[:12]}.partial{extension}")
+    try:
+        yield temporary
+        os.chmod(temporary, _umask_mode())
+        os.replace(temporary, path)
+    finally:
+        if os.path.lexists(temporary):
+            os.remove(temporary)
+
+
+@contextlib.contextmanager
+def atomic_write(path, mode="w"):
+    """Yields a file opened with `mode` ("w" text in UTF-8, "wb" binary) that becomes `path` when the block
+    succeeds (see atomic_output)."""
+    with atomic_output(path) as temporary:
+        with open(temporary, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+            yield f
+
+
+def prepare_output_dir(path, what):
+    """Create the folder `path` (given as option `what`) if needed and check that files can be created in
+    it; OutputLocationError naming it otherwise."""
+    if os.path.lexists(path) and not os.path.isdir(path):
+        raise OutputLocationError(f"{what} {path} exists and is not a folder")
+    try:
+        os.makedirs(path, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write_check"):
+            pass
+    except OSError as e:
+        raise OutputLocationError(f"{what} {path}: cannot write there ({e.strerror or e})") from None
+
+
+def check_output_file(path, what):
+    """Check that the file `path` (given as option `what`) can be written: not a folder, in a folder that can
+    be created and written; OutputLocationError naming it otherwise."""
+    if os.path.isdir(path):
+        raise OutputLocationError(f"{what} {path} is a folder; give a file name")
+    prepare_output_dir(os.path.dirname(os.path.abspath(path)), f"{what} {path}: its folder")
