@@ -11,7 +11,6 @@ import logging
 import os
 import sys
 
-from maskrcnn_pointrend.data.coco_json import AnnotationFileError
 from maskrcnn_pointrend.data.coco_mindrecord import OutputExistsError, convert_coco, summary_table
 
 
@@ -38,7 +37,10 @@ def main(argv=None):
     image_dir = os.path.join(args.coco_root, args.split)
     try:
         summary = convert_coco(ann_file, image_dir, args.output, args.shards, args.workers, args.overwrite)
-    except (AnnotationFileError, OutputExistsError, ValueError) as e:
+    except OutputExistsError as e:
+        logging.error("%s; pass --overwrite to replace it", e)
+        return 1
+    except ValueError as e:  # AnnotationFileError, OutputLocationError, no convertible image
         logging.error("%s", e)
         return 1
     print(summary_table(summary).to_string(index=False))

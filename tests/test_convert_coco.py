@@ -11,6 +11,7 @@ import mindspore.dataset as ds
 import numpy as np
 import pycocotools.mask as mask_util
 import pytest
+from PIL import Image
 from pycocotools.coco import COCO
 
 import convert_coco
@@ -130,13 +131,17 @@ def broken_dataset(root):
     shutil.copy(src / mismatch_src["file_name"], image_dir / "mismatch.jpg")
     shutil.copy(src / spare["file_name"], image_dir / "empty.jpg")
     shutil.copy(src / spare["file_name"], image_dir / "crowd_only.jpg")
+    shutil.copy(src / spare["file_name"], image_dir / "shared_id_a.jpg")
+    shutil.copy(src / spare["file_name"], image_dir / "shared_id_b.jpg")
+    Image.fromarray(np.zeros((good["height"], good["width"]), np.float32)).save(image_dir / "float.tiff")
 
     def image(image_id, name, like, height_delta=0):
         return {"id": image_id, "file_name": name, "height": like["height"] + height_delta, "width": like["width"]}
 
     new_images = [image(1, "good.jpg", good), image(2, "corrupt.jpg", good), image(3, "truncated.jpg", truncated_src),
                   image(4, "missing.jpg", good), image(5, "mismatch.jpg", mismatch_src, height_delta=1),
-                  image(6, "empty.jpg", spare), image(7, "crowd_only.jpg", spare), image(1, "duplicate.jpg", good)]
+                  image(6, "empty.jpg", spare), image(7, "crowd_only.jpg", spare), image(8, "shared_id_a.jpg", spare),
+                  image(8, "shared_id_b.jpg", spare), image(9, "float.tiff", good)]
     good_anns = [dict(a, image_id=1) for a in by_image[good["id"]]]
     mismatch_anns = [dict(a, image_id=5, id=a["id"] + 10 ** 9) for a in by_image[mismatch_src["id"]]]
     triangle = [10.0, 10.0, 60.0, 10.0, 30.0, 50.0]
@@ -156,6 +161,7 @@ def broken_dataset(root):
         dict(base, id=-6, segmentation=[triangle, [1.0, 1.0, 2.0, 2.0]]),             # kept, one part dropped
         dict(base, id=-7, iscrowd=1, segmentation=bad_size_rle),                      # rle_size_mismatch
         dict(base, id=-8, image_id=7, iscrowd=1, bbox=[30.0, 20.0, 60.0, 40.0], segmentation=crowd_rle),  # kept
+        dict(base, id=-9, image_id=8),                                                # on_skipped_image
     ]
     coco.update(images=new_images, annotations=good_anns + mismatch_anns + crafted)
     ann_file = root / "broken.json"
@@ -167,15 +173,17 @@ def test_bad_input_is_skipped_and_counted_by_reason(tmp_path):
     ann_file, image_dir, parts = broken_dataset(tmp_path)
     summary = convert(ann_file, image_dir, tmp_path / "out", workers=2)
     assert summary["images"] == {
-        "in_file": 8, "converted": 3, "without_annotations": 1, "without_non_crowd_instances": 2,
-        "skipped": {"missing_file": 1, "unreadable_image": 2, "size_mismatch": 1, "duplicate_image_id": 1}}
+        "in_file": 10, "converted": 3, "without_annotations": 1, "without_non_crowd_instances": 2,
+        "skipped": {"missing_file": 1, "unreadable_image": 2, "unsupported_pixel_format": 1, "size_mismatch": 1,
+                    "duplicate_image_id": 2}}
     assert summary["annotations"]["skipped"] == {
         "unknown_image": 1, "duplicate_annotation_id": 1, "unknown_category": 1, "zero_area_box": 2,
-        "polygon_lt_3_points": 1, "rle_size_mismatch": 1, "on_skipped_image": len(parts["mismatch"])}
+        "polygon_lt_3_points": 1, "rle_size_mismatch": 1, "on_skipped_image": len(parts["mismatch"]) + 1}
     assert summary["annotations"]["polygon_parts_dropped"] == 1
     assert summary["annotations"]["instances"] == len(parts["good"]) + 2
     assert summary["annotations"]["crowd"] == 1
     assert sorted(summary["examples"]["unreadable_image"]) == ["corrupt.jpg", "truncated.jpg"]
+    assert summary["examples"]["duplicate_image_id"] == ["shared_id_a.jpg", "shared_id_b.jpg"]
     assert summary["examples"]["zero_area_box"] == [-2, -3]
     assert read_summary(tmp_path / "out") == json.loads(json.dumps(summary))
 
@@ -247,7 +255,8 @@ def test_failed_conversion_leaves_nothing_and_keeps_the_old_output(tmp_path, mon
     assert sorted(os.listdir(tmp_path)) == ["out", "small.json"]
 
 
-def test_killed_conversion_leaves_no_complete_looking_output(tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGTERM])
+def test_killed_conversion_leaves_no_complete_looking_output(tmp_path, stop):
     # enough records (each coco_mini image listed 4 times) that writing takes a while to interrupt
     coco = json.loads(annotation_file("train2017").read_text())
     coco["images"] = [dict(im, id=im["id"] * 10 + k) for k in range(4) for im in coco["images"]]
@@ -257,20 +266,26 @@ def test_killed_conversion_leaves_no_complete_looking_output(tmp_path):
     out = tmp_path / "out"
     process = subprocess.Popen([sys.executable, str(REPO_ROOT / "convert_coco.py"), "--coco_root", str(COCO_MINI),
                                 "--split", "train2017", "--ann_file", str(ann_file), "--output", str(out),
-                                "--workers", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                "--workers", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     temporary = tmp_path / f".out.incomplete-{process.pid}"
     deadline = time.monotonic() + 60
     while not (temporary / "shard_000.mindrecord").exists():
         assert process.poll() is None and time.monotonic() < deadline, "the conversion ended before writing"
         time.sleep(0.002)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    process.send_signal(stop)
+    stderr = process.communicate()[1]
     assert not out.exists()
+    if stop == signal.SIGTERM:  # what schedulers send: the conversion removes its partial output itself
+        assert process.returncode == 128 + signal.SIGTERM and not temporary.exists() and "Traceback" not in stderr
+        return
     assert not (temporary / COMPLETE_MARKER).exists()
     with pytest.raises(IncompleteDatasetError, match="does not exist"):
         mindrecord_files(out)
-    # the next conversion clears what the killed one left
-    convert(small_dataset(tmp_path), COCO_MINI / "val2017", out)
+    # the next conversion clears what the killed one left, even one refused because the output is taken
+    out.mkdir()
+    (out / "unrelated").write_text("")
+    with pytest.raises(OutputExistsError, match="exists and is not a complete conversion"):
+        convert(small_dataset(tmp_path), COCO_MINI / "val2017", out)
     assert not temporary.exists()
 
 
@@ -283,7 +298,7 @@ def test_readers_refuse_a_directory_without_completion_marker(converted, tmp_pat
             reader(partial)
 
 
-def test_cli_refuses_complete_output_without_overwrite(tmp_path, capsys):
+def test_cli_refuses_complete_output_without_overwrite(tmp_path, capsys, caplog):
     ann_file = small_dataset(tmp_path, num_images=2)
     args = ["--coco_root", str(COCO_MINI), "--split", "val2017", "--ann_file", str(ann_file),
             "--output", str(tmp_path / "out"), "--workers", "1"]
@@ -291,7 +306,8 @@ def test_cli_refuses_complete_output_without_overwrite(tmp_path, capsys):
     assert "converted      2" in capsys.readouterr().out
     marker = (tmp_path / "out" / COMPLETE_MARKER).read_text()
     assert convert_coco.main(args) == 1
-    with pytest.raises(OutputExistsError, match="pass --overwrite"):
+    assert "already holds a complete conversion; pass --overwrite to replace it" in caplog.text
+    with pytest.raises(OutputExistsError, match="already holds a complete conversion"):
         convert(ann_file, COCO_MINI / "val2017", tmp_path / "out")
     assert (tmp_path / "out" / COMPLETE_MARKER).read_text() == marker
     assert convert_coco.main(args + ["--overwrite"]) == 0

@@ -3,6 +3,7 @@ static padded training batches within the memory bound, and the test pipeline.""
 import io
 import json
 import logging
+import re
 
 import cv2
 import mindspore.dataset as ds
@@ -18,6 +19,7 @@ from maskrcnn_pointrend.data.coco_mindrecord import convert_coco, decode_instanc
 from maskrcnn_pointrend.data.dataset import (TRAIN_COLUMNS, TrainTransform, create_test_dataset, create_train_dataset,
                                              orientation_canvases, record_canvases, training_stream)
 from maskrcnn_pointrend.data.gt_masks import cell_centres, instance_grid
+from maskrcnn_pointrend.data.image_check import inspect_image
 from maskrcnn_pointrend.data.transforms import (ImageReadError, preprocess_for_inference, read_image_bgr,
                                                 resize_shortest_edge_shape)
 
@@ -82,6 +84,24 @@ def test_read_image_bgr_applies_exif_orientation_and_names_unreadable_files(tmp_
         read_image_bgr(b"not an image")
     with pytest.raises(ImageReadError, match=f"cannot read image {tmp_path / 'missing.jpg'}"):
         read_image_bgr(tmp_path / "missing.jpg")
+
+
+def test_16_bit_images_keep_their_high_byte_and_unranged_pixels_are_refused(tmp_path):
+    gray16 = np.arange(0, 65536, 16, dtype=np.uint16).reshape(64, 64)
+    Image.fromarray(gray16).save(tmp_path / "gray16.png")
+    assert Image.open(tmp_path / "gray16.png").mode == "I;16"
+    image = read_image_bgr(tmp_path / "gray16.png")
+    np.testing.assert_array_equal(image, np.repeat((gray16 >> 8).astype(np.uint8)[:, :, None], 3, axis=2))
+    assert inspect_image(tmp_path / "gray16.png", 64, 64).problem is None
+    for name, pixels, kind in (("float.tiff", np.ones((4, 4), np.float32), "32-bit floating-point pixels (Pillow "
+                                                                           "mode F)"),
+                               ("int32.tiff", np.full((4, 4), 70000, np.int32), "32-bit integer pixels (Pillow mode I)")):
+        Image.fromarray(pixels).save(tmp_path / name)
+        with pytest.raises(ImageReadError, match=rf"cannot read image {tmp_path / name}: {re.escape(kind)} have no "
+                                                 "defined range"):
+            read_image_bgr(tmp_path / name)
+        check = inspect_image(tmp_path / name, 4, 4)
+        assert check.problem == "unsupported_pixel_format" and kind in check.detail
 
 
 def transformed_polygons(polygons, sx, sy, flip_width):

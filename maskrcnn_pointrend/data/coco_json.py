@@ -9,8 +9,10 @@ Skipped annotations, by reason (an annotation is counted under the first reason 
 - `polygon_lt_3_points`: no polygon part with at least 3 points is left. Parts with fewer points (or an
   odd number of coordinates) are dropped from a multi-part polygon and counted as dropped parts; the
   annotation is skipped only when none is left (what detectron2 does);
-- `rle_size_mismatch`: an RLE whose `size` is not the image's (height, width).
-Skipped images: `duplicate_image_id` (an earlier image has the same id; the first one is kept).
+- `rle_size_mismatch`: an RLE whose `size` is not the image's (height, width);
+- `on_skipped_image`: its image is skipped (here: its id is a duplicate; the converter skips more).
+Skipped images: `duplicate_image_id`: every image whose id another image also has (which of them an
+annotation with that id belongs to cannot be told, so all of them and all their annotations are left out).
 A file that is not JSON, or an entry without a required key or with a value of the wrong type, raises
 AnnotationFileError naming the file and the key. `iscrowd` may be absent (0, as in detectron2).
 """
@@ -23,7 +25,8 @@ import numpy as np
 import pycocotools.mask as mask_util
 
 ANNOTATION_SKIP_REASONS = ("unknown_image", "duplicate_annotation_id", "unknown_category", "zero_area_box",
-                           "polygon_lt_3_points", "rle_size_mismatch")
+                           "polygon_lt_3_points", "rle_size_mismatch", "on_skipped_image")
+IMAGE_SKIP_REASONS = ("duplicate_image_id",)
 MAX_EXAMPLES = 20  # ids / file names kept per skip reason for the summary
 
 
@@ -94,8 +97,8 @@ def parse_coco(data, path):
     """A loaded COCO instances dict -> CocoAnnotations (`path` names the file in errors)."""
     if not isinstance(data, dict):
         raise AnnotationFileError(f"{path}: the top level must be an object with images, annotations, categories")
-    categories = _parse_categories(_field(data, "categories", list, "the top level", path), path)
-    images, image_skips = _parse_images(_field(data, "images", list, "the top level", path), path)
+    categories = parse_categories(_field(data, "categories", list, "the top level", path), path)
+    images, image_skips, duplicate_ids = _parse_images(_field(data, "images", list, "the top level", path), path)
     annotations = _field(data, "annotations", list, "the top level", path)
     category_index = {c["id"]: i for i, c in enumerate(categories)}
     image_by_id = {im.image_id: im for im in images}
@@ -115,6 +118,9 @@ def parse_coco(data, path):
         image = image_by_id.get(image_id)
         duplicate = ann_id in seen_ids
         seen_ids.add(ann_id)
+        if image_id in duplicate_ids:
+            skips.add("on_skipped_image", ann_id)
+            continue
         if image is None:
             skips.add("unknown_image", ann_id)
             continue
@@ -155,7 +161,9 @@ def _field(entry, key, kind, where, path):
     return value
 
 
-def _parse_categories(categories, path):
+def parse_categories(categories, path):
+    """A COCO "categories" list -> its category dicts sorted by id, each checked for an int id (unique) and a
+    str name; AnnotationFileError naming `path` otherwise."""
     ids = set()
     for i, category in enumerate(categories):
         category_id = _field(category, "id", int, f"categories[{i}]", path)
@@ -169,7 +177,8 @@ def _parse_categories(categories, path):
 
 
 def _parse_images(images, path):
-    entries, skips, ids = [], Skips(), set()
+    """-> (ImageEntry of each image whose id is unique, Skips of the others, their ids)."""
+    entries = []
     for i, image in enumerate(images):
         where = f"images[{i}]"
         image_id = _field(image, "id", int, where, path)
@@ -178,12 +187,14 @@ def _parse_images(images, path):
         width = _field(image, "width", int, where, path)
         if height <= 0 or width <= 0:
             raise AnnotationFileError(f"{path}: {where} has size {height}x{width}")
-        if image_id in ids:
-            skips.add("duplicate_image_id", file_name)
-            continue
-        ids.add(image_id)
         entries.append(ImageEntry(image_id, file_name, height, width))
-    return entries, skips
+    counts = Counter(entry.image_id for entry in entries)
+    duplicate_ids = {image_id for image_id, count in counts.items() if count > 1}
+    skips = Skips()
+    for entry in entries:
+        if entry.image_id in duplicate_ids:
+            skips.add("duplicate_image_id", entry.file_name)
+    return [e for e in entries if e.image_id not in duplicate_ids], skips, duplicate_ids
 
 
 def _parse_bbox(bbox, where, path):

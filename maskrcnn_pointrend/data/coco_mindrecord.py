@@ -11,15 +11,14 @@ A converted directory holds:
 - `_COMPLETE`: written last. Readers refuse a directory without it.
 All of it is written to a temporary directory beside the output, renamed into place once complete.
 
-Skipped images, by reason: `missing_file`; `unreadable_image` (Pillow cannot open and decode it, which
-catches truncated and corrupt files); `size_mismatch` (the decoded size after EXIF orientation differs
-from the json's: that image is not converted, never resized); `duplicate_image_id`. Their annotations
-are counted as `on_skipped_image`. Skipped annotations: see coco_json. Images without annotations are
-converted (evaluation needs them; the training pipeline leaves them out).
+Skipped images, by reason: the problems image_check finds (`missing_file`, `unreadable_image`,
+`unsupported_pixel_format`, `size_mismatch`: an image whose size differs from the json's is not converted,
+never resized) and `duplicate_image_id` (see coco_json). Their annotations are counted as
+`on_skipped_image`; other skipped annotations: see coco_json. Images without annotations are converted
+(evaluation needs them; the training pipeline leaves them out).
 """
 import json
 import logging
-import multiprocessing
 import os
 import shutil
 from dataclasses import dataclass
@@ -29,10 +28,13 @@ import numpy as np
 import pandas as pd
 import psutil
 from mindspore.mindrecord import FileWriter
-from PIL import ExifTags, Image
-from tqdm import tqdm
 
-from .coco_json import ANNOTATION_SKIP_REASONS, load_coco_annotations
+from ..output_files import prepare_output_dir
+from ..progress import progress_bar
+from ..stop_signals import sigterm_raises_system_exit
+from .coco_json import ANNOTATION_SKIP_REASONS, IMAGE_SKIP_REASONS as JSON_IMAGE_SKIP_REASONS, load_coco_annotations
+from .image_check import IMAGE_PROBLEMS, inspect_images
+from .transforms import read_image_bgr
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +60,7 @@ SCHEMA = {
 INSTANCE_COLUMNS = ("num_instances", "boxes", "classes", "iscrowd", "ann_ids", "poly_counts", "poly_lengths",
                     "poly_coords", "rle_lengths", "rle_counts")
 BLOB_FIELDS = tuple(k for k, spec in SCHEMA.items() if spec["type"] == "bytes" or "shape" in spec)
-IMAGE_SKIP_REASONS = ("missing_file", "unreadable_image", "size_mismatch", "duplicate_image_id")
+IMAGE_SKIP_REASONS = IMAGE_PROBLEMS + JSON_IMAGE_SKIP_REASONS
 COMPLETE_MARKER = "_COMPLETE"
 CATEGORIES_FILE = "categories.json"
 IMAGE_INDEX_FILE = "image_index.json"
@@ -145,44 +147,6 @@ def decode_instances(row):
             segmentations.append(rle_bytes[rle_ends[i] - rle_lengths[i]:rle_ends[i]])
     return RecordInstances(_flat(row["boxes"], 4 * n).reshape(n, 4), _flat(row["classes"], n),
                            _flat(row["iscrowd"], n), _flat(row["ann_ids"], n), segmentations)
-
-
-def inspect_image(path, height, width):
-    """-> (skip reason or None, file bytes). Decodes at 1/8 scale (JPEG), so a truncated file fails fast."""
-    try:
-        num_bytes = os.path.getsize(path)
-    except OSError:
-        return "missing_file", 0
-    try:
-        with Image.open(path) as image:
-            raw_w, raw_h = image.size
-            orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
-            image.draft("RGB", (max(1, raw_w // 8), max(1, raw_h // 8)))
-            image.load()
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
-        return "unreadable_image", num_bytes
-    # EXIF orientations 5..8 transpose the image (what read_image_bgr applies)
-    decoded_hw = (raw_w, raw_h) if orientation in (5, 6, 7, 8) else (raw_h, raw_w)
-    if decoded_hw != (height, width):
-        return "size_mismatch", num_bytes
-    return None, num_bytes
-
-
-def _inspect_task(task):
-    return inspect_image(*task)
-
-
-def _inspect_images(images, image_dir, workers):
-    """-> per image (skip reason or None, file bytes), checked by `workers` processes."""
-    tasks = [(os.path.join(image_dir, im.file_name), im.height, im.width) for im in images]
-    chunk = max(1, min(64, len(tasks) // (8 * workers)))
-    results = []
-    with tqdm(total=len(tasks), desc="checking images", unit="img") as bar:
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
-            for result in pool.imap(_inspect_task, tasks, chunksize=chunk):
-                results.append(result)
-                bar.update()
-    return results
 
 
 def record_blob_bytes(entry, file_bytes):
@@ -272,7 +236,7 @@ def _summary(coco, entries, image_skips, annotation_skips, files, image_bytes):
             "in_file": coco.num_annotations,
             "instances": instances,
             "crowd": crowd,
-            "skipped": {r: annotation_skips.counts[r] for r in ANNOTATION_SKIP_REASONS + ("on_skipped_image",)},
+            "skipped": {r: annotation_skips.counts[r] for r in ANNOTATION_SKIP_REASONS},
             "polygon_parts_dropped": coco.dropped_polygon_parts,
         },
         "examples": {**image_skips.examples, **annotation_skips.examples},
@@ -314,10 +278,9 @@ def _check_output_free(output_dir, overwrite):
     if not os.path.exists(output_dir) or overwrite:
         return
     if os.path.isfile(os.path.join(output_dir, COMPLETE_MARKER)):
-        raise OutputExistsError(f"{output_dir} already holds a complete conversion; pass --overwrite to replace it")
+        raise OutputExistsError(f"{output_dir} already holds a complete conversion")
     if not os.path.isdir(output_dir) or os.listdir(output_dir):
-        raise OutputExistsError(f"{output_dir} exists and is not a complete conversion; "
-                                "pass --overwrite to replace it")
+        raise OutputExistsError(f"{output_dir} exists and is not a complete conversion")
 
 
 def _publish(temporary, output_dir, overwrite):
@@ -341,21 +304,25 @@ def _write_json(path, data):
 def convert_coco(ann_file, image_dir, output_dir, shards=1, workers=1, overwrite=False):
     """Converts a COCO instances json and its image directory to MindRecord in `output_dir`; -> summary dict.
 
-    Raises AnnotationFileError for a malformed json and OutputExistsError when `output_dir` holds data
-    and `overwrite` is False. On any error nothing is left at `output_dir`.
+    Raises AnnotationFileError for a malformed json, OutputExistsError when `output_dir` holds data and
+    `overwrite` is False, OutputLocationError when its folder cannot be written. On any error, SIGTERM
+    included, nothing is left at `output_dir` and beside it.
     """
     output_dir = os.path.abspath(output_dir)
+    _remove_stale_temporaries(output_dir)
     _check_output_free(output_dir, overwrite)
+    prepare_output_dir(os.path.dirname(output_dir), "the output's parent folder")
     coco = load_coco_annotations(ann_file)
-    checks = _inspect_images(coco.images, image_dir, workers)
+    checks = inspect_images([(os.path.join(image_dir, im.file_name), im.height, im.width) for im in coco.images],
+                            workers)
     image_skips, annotation_skips = coco.image_skips, coco.annotation_skips
     entries, file_bytes = [], []
-    for entry, (reason, num_bytes) in zip(coco.images, checks):
-        if reason is None:
+    for entry, check in zip(coco.images, checks):
+        if check.problem is None:
             entries.append(entry)
-            file_bytes.append(num_bytes)
+            file_bytes.append(check.num_bytes)
         else:
-            image_skips.add(reason, entry.file_name)
+            image_skips.add(check.problem, entry.file_name)
             if entry.instances:
                 annotation_skips.add("on_skipped_image", entry.instances[0].ann_id, len(entry.instances))
     if not entries:
@@ -364,22 +331,35 @@ def convert_coco(ann_file, image_dir, output_dir, shards=1, workers=1, overwrite
     if shards > len(entries):
         logger.warning("%d shards asked for %d images: writing %d", shards, len(entries), len(entries))
         shards = len(entries)
-    _remove_stale_temporaries(output_dir)
     temporary = _temporary_dir(output_dir, "incomplete")
+    with sigterm_raises_system_exit():
+        summary = _write_conversion(temporary, output_dir, overwrite, coco, entries, file_bytes, image_dir, shards)
+    skipped_images = sum(summary["images"]["skipped"].values())
+    skipped_annotations = sum(summary["annotations"]["skipped"].values())
+    if skipped_images or skipped_annotations or coco.dropped_polygon_parts:
+        logger.warning("%s: skipped %d images, %d annotations and %d polygon parts; counts by reason and "
+                       "examples in %s", ann_file, skipped_images, skipped_annotations, coco.dropped_polygon_parts,
+                       os.path.join(output_dir, SUMMARY_FILE))
+    return summary
+
+
+def _write_conversion(temporary, output_dir, overwrite, coco, entries, file_bytes, image_dir, shards):
+    """Write the records of `entries` and the json files in `temporary`, then publish it as `output_dir` -> the
+    summary; on any error (SystemExit and KeyboardInterrupt included) remove `temporary`."""
     os.makedirs(temporary)
     try:
         blob_bytes = [record_blob_bytes(e, n) for e, n in zip(entries, file_bytes)]
         shard_slices = balanced_shards(blob_bytes, shards)
         page, header = page_layout([blob_bytes[s] for s in shard_slices])
         files = [os.path.join(temporary, f"shard_{i:03d}.mindrecord") for i in range(shards)]
-        with tqdm(total=len(entries), desc="writing records", unit="img") as bar:
+        with progress_bar(len(entries), "writing records", "img") as bar:
             for path, shard in zip(files, shard_slices):
                 _write_shard(path, entries[shard], image_dir, page, header, bar)
         # FileWriter drops a row that does not match the schema with a warning only: count what it took
         written = _count_records(files)
         if written != len(entries):
             raise RuntimeError(f"MindRecord took {written} of {len(entries)} records (see its warnings above)")
-        summary = _summary(coco, entries, image_skips, annotation_skips, files, sum(file_bytes))
+        summary = _summary(coco, entries, coco.image_skips, coco.annotation_skips, files, sum(file_bytes))
         _write_json(os.path.join(temporary, CATEGORIES_FILE), coco.categories)
         _write_json(os.path.join(temporary, IMAGE_INDEX_FILE), _image_index(entries))
         _write_json(os.path.join(temporary, SUMMARY_FILE), summary)
@@ -390,12 +370,6 @@ def convert_coco(ann_file, image_dir, output_dir, shards=1, workers=1, overwrite
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise
-    skipped_images = sum(summary["images"]["skipped"].values())
-    skipped_annotations = sum(summary["annotations"]["skipped"].values())
-    if skipped_images or skipped_annotations or coco.dropped_polygon_parts:
-        logger.warning("%s: skipped %d images, %d annotations and %d polygon parts; counts by reason and "
-                       "examples in %s", ann_file, skipped_images, skipped_annotations, coco.dropped_polygon_parts,
-                       os.path.join(output_dir, SUMMARY_FILE))
     return summary
 
 
@@ -439,3 +413,16 @@ def read_image_index(mindrecord_dir):
 def read_summary(mindrecord_dir):
     """-> the conversion summary (counts per reason)."""
     return _read_json(mindrecord_dir, SUMMARY_FILE)
+
+
+def read_record_images(mindrecord_dir, image_ids):
+    """{image_id: (H, W, 3) uint8 BGR} of the records with these ids, decoded from the records' file bytes."""
+    wanted, found = set(image_ids), {}
+    records = ds.MindDataset(mindrecord_files(mindrecord_dir), columns_list=["image", "image_id"], shuffle=False)
+    for row in records.create_dict_iterator(output_numpy=True, num_epochs=1):
+        image_id = int(row["image_id"])
+        if image_id in wanted:
+            found[image_id] = read_image_bgr(row["image"].tobytes())
+            if len(found) == len(wanted):
+                break
+    return found

@@ -11,21 +11,50 @@ import numpy as np
 from PIL import Image, ImageOps
 
 
+# Pillow modes of one 16-bit channel (e.g. 16-bit grayscale PNG or TIFF): reduced to 8 bits by their high byte,
+# as Pillow reduces 16-bit RGB PNGs (which it opens as "RGB"). Converting them as other modes would clip every
+# value above 255 to white.
+SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
+# Modes whose values have no defined range: refused rather than guessed.
+UNSUPPORTED_MODES = {"I": "32-bit integer", "F": "32-bit floating-point"}
+
+
 class ImageReadError(OSError):
     pass
 
 
+def unsupported_pixel_format(mode):
+    """A Pillow image mode -> why its pixels cannot be read as 8-bit colour, or None when they can."""
+    if mode in UNSUPPORTED_MODES:
+        return (f"{UNSUPPORTED_MODES[mode]} pixels (Pillow mode {mode}) have no defined range; save the image "
+                "with 8 or 16 bits per channel")
+    return None
+
+
+def pixels_rgb(image):
+    """A decoded Pillow image -> (H, W, 3) uint8 RGB; 16-bit channels keep their high byte."""
+    if image.mode in SIXTEEN_BIT_MODES:
+        gray = (np.asarray(image).astype(np.uint16) >> 8).astype(np.uint8)
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    return np.asarray(image.convert("RGB"))
+
+
 def read_image_bgr(source):
-    """A file path or the file's bytes -> (H, W, 3) uint8 BGR with the EXIF orientation applied."""
+    """A file path or the file's bytes -> (H, W, 3) uint8 BGR with the EXIF orientation applied. Images of
+    16 bits per channel are reduced to 8 bits; 32-bit integer and float images are an ImageReadError."""
     if isinstance(source, (bytes, bytearray, memoryview)):
         name, stream = "<image bytes>", io.BytesIO(source)
     else:
         name = stream = os.fspath(source)
     try:
         with Image.open(stream) as image:
-            rgb = np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+            problem = unsupported_pixel_format(image.mode)
+            if problem is None:
+                rgb = pixels_rgb(ImageOps.exif_transpose(image))
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         raise ImageReadError(f"cannot read image {name}: {e}") from None
+    if problem:
+        raise ImageReadError(f"cannot read image {name}: {problem}")
     return np.ascontiguousarray(rgb[:, :, ::-1])
 
 
