@@ -12,8 +12,13 @@ infer.py and train.py apply to the config.
                         ImageNet ResNet-50 .ckpt
 --source torchvision    torchvision's ImageNet resnet50 .pth (backbone only)
 
+--categories FILE       a json holding COCO's "categories" list (e.g. the annotation file the model was
+                        trained on): recorded in the converted file, for a model of other than COCO's 80
+                        classes, so that infer.py names its classes (eval.py takes an annotation file's)
+
 Pickled files are read without torch and without running any code they name. The conversion stops with
-an error listing any tensor it cannot place, and writes nothing then.
+an error listing any tensor it cannot place, and writes nothing then; so does a --categories file whose
+count differs from the checkpoint's classes, or an --output that cannot be written (checked first).
 """
 import argparse
 import json
@@ -21,10 +26,12 @@ import os
 import sys
 import time
 
+from maskrcnn_pointrend.categories import category_pairs, model_categories, read_categories_file
 from maskrcnn_pointrend.checkpoints import (CheckpointError, convert_detectron2, convert_mindspore_zoo,
                                             convert_torchvision, load_pickled_checkpoint, read_checkpoint,
                                             save_checkpoint)
 from maskrcnn_pointrend.checkpoints.ckpt_io import group_counts
+from maskrcnn_pointrend.output_files import check_output_file
 
 # Dropped names are listed one by one up to this many per reason, else counted with a few examples.
 MAX_LISTED_NAMES = 8
@@ -47,6 +54,14 @@ def _names(names):
     return ", ".join(names[:3]) + f", ... ({len(names) - 3} more)"
 
 
+def record_categories(converted, given, source):
+    """Store `given` (GivenCategories) in the metadata of `converted`, checked against its classes."""
+    if "num_classes" not in converted.metadata:
+        raise CheckpointError(f"{source} has no box classifier (a backbone): --categories does not apply")
+    categories = model_categories(converted.metadata, converted.metadata["num_classes"], source, given)
+    converted.metadata["categories"] = category_pairs(categories)
+
+
 def report_lines(converted, args, seconds):
     params = converted.params
     lines = [f"{args.input} ({args.source}) -> {args.output}: {len(params)} tensors, "
@@ -63,16 +78,22 @@ def main(argv=None):
     parser.add_argument("--source", required=True, choices=sorted(SOURCES), help="where the checkpoint is from")
     parser.add_argument("--input", required=True, help="checkpoint to convert (.pkl, .pth or .ckpt)")
     parser.add_argument("--output", required=True, help="converted checkpoint to write (.ckpt)")
+    parser.add_argument("--categories", metavar="FILE", help="json with COCO's categories list, in the "
+                        "checkpoint's class order once sorted by id")
     args = parser.parse_args(argv)
     if not args.output.endswith(".ckpt"):
         parser.error(f"--output {args.output}: must end in .ckpt")
     start = time.perf_counter()
     read, convert = SOURCES[args.source]
     try:
+        check_output_file(args.output, "--output")
+        given = read_categories_file(args.categories) if args.categories else None
         converted = convert(read(args.input), args.input)
+        if given:
+            record_categories(converted, given, args.input)
         converted.metadata["converted_from"] = os.path.basename(args.input)
         save_checkpoint(args.output, converted.params, converted.metadata)
-    except CheckpointError as e:
+    except (ValueError, OSError) as e:  # CheckpointError, CategoryError, AnnotationFileError, OutputLocationError
         sys.exit(f"convert_checkpoint.py: error: {e}")
     print("\n".join(report_lines(converted, args, time.perf_counter() - start)))
 

@@ -7,9 +7,12 @@
 Ground truth: --ann_file, else <coco_root>/annotations/instances_<val_split>.json. Images: the MindRecord
 test pipeline of --mindrecord_dir (a split converted by convert_coco.py), else the files
 <coco_root>/<val_split>/<file_name> (for a custom --ann_file too, as convert_coco.py reads them). Every
-image of the annotation file is evaluated; one it cannot find is an error. Class index i is the annotation
-file's i-th category by id; the checkpoint must predict as many classes, and the same category ids when
-it names its categories (checkpoints from train.py do).
+image of the annotation file is evaluated: before the model is loaded, an image it cannot find, cannot decode
+or finds of another size than the file says is an error, and so is an annotation file without non-crowd
+annotations, or an --output_dir that cannot be written. Images that share an id are left out with their
+annotations (a warning counts them), as convert_coco.py leaves them out. Class index i is the annotation
+file's i-th category by id; the checkpoint must predict as many classes, and the same category ids when it
+names its categories (checkpoints from train.py do; others take the file's).
 
 Runs in PyNative mode, one image at a time. Writes to --output_dir: results_segm_bbox.json (COCO results
 that pycocotools' loadRes reads), eval.log (COCOeval's summaries for bbox, segm and boundary),
@@ -24,20 +27,21 @@ import os
 import sys
 import time
 
-import mindspore.dataset as ds
-from tqdm import tqdm
-
-from maskrcnn_pointrend.checkpoints import CheckpointError, read_checkpoint
+from maskrcnn_pointrend.categories import CategoryError, GivenCategories, class_categories
+from maskrcnn_pointrend.checkpoints import CheckpointError
 from maskrcnn_pointrend.cli import parse_args, set_context, setup_logging
 from maskrcnn_pointrend.config import ConfigError
 from maskrcnn_pointrend.data.coco_json import AnnotationFileError
-from maskrcnn_pointrend.data.coco_mindrecord import IncompleteDatasetError, mindrecord_files, read_image_index
+from maskrcnn_pointrend.data.coco_mindrecord import IncompleteDatasetError, read_image_index, read_record_images
 from maskrcnn_pointrend.data.dataset import create_test_dataset
+from maskrcnn_pointrend.data.image_check import inspect_images
 from maskrcnn_pointrend.data.transforms import ImageReadError, read_image_bgr
-from maskrcnn_pointrend.evaluation.runner import (EvaluationInputError, StageTimer, annotation_file,
-                                                  class_categories, examples, load_ground_truth, raw_to_results,
-                                                  write_evaluation)
-from maskrcnn_pointrend.inference import Predictor, load_model, save_raw
+from maskrcnn_pointrend.evaluation.runner import (EvaluationInputError, StageTimer, annotation_file, examples,
+                                                  load_ground_truth, raw_to_results, write_evaluation)
+from maskrcnn_pointrend.inference import Predictor, load_model
+from maskrcnn_pointrend.output_files import OutputLocationError, prepare_output_dir
+from maskrcnn_pointrend.progress import progress_bar
+from maskrcnn_pointrend.raw_detections import save_raw
 from maskrcnn_pointrend.visualize import save_results_overlay
 
 logger = logging.getLogger("eval")
@@ -54,11 +58,18 @@ def image_directory(cfg):
 
 
 def check_image_files(image_dir, images, ann_file):
-    """Raise naming the directory when it lacks images of the annotation file."""
-    missing = [im["file_name"] for im in images if not os.path.isfile(os.path.join(image_dir, im["file_name"]))]
+    """Raise naming the directory and images of the annotation file it lacks, or that are unreadable, of an
+    unsupported pixel format or of another size than the file says (image_check), before any is evaluated."""
+    checks = inspect_images([(os.path.join(image_dir, im["file_name"]), im["height"], im["width"]) for im in images],
+                            os.cpu_count() or 1)
+    missing = [im["file_name"] for im, check in zip(images, checks) if check.problem == "missing_file"]
     if missing:
         raise EvaluationInputError(f"{image_dir} lacks {len(missing)} of the {len(images)} images of {ann_file}, "
                                    f"e.g. {examples(missing)}")
+    unusable = [f"{im['file_name']}: {check.detail}" for im, check in zip(images, checks) if check.problem]
+    if unusable:
+        raise EvaluationInputError(f"{image_dir}: {len(unusable)} of the {len(images)} images of {ann_file} cannot be "
+                                   f"evaluated, e.g. {examples(unusable)}")
 
 
 def check_records(mindrecord_dir, images, ann_file):
@@ -71,23 +82,6 @@ def check_records(mindrecord_dir, images, ann_file):
                                    f"{ann_file}, e.g. {examples(missing)} (convert_coco.py lists the images it "
                                    "skipped in summary.json)")
     return record_ids
-
-
-def check_checkpoint_categories(checkpoint_categories, categories, checkpoint_path, ann_file):
-    """The checkpoint's classes must be the annotation file's categories: as many, with the same ids when the
-    checkpoint names its categories (one that does not, e.g. a converted COCO model, takes the file's)."""
-    if len(checkpoint_categories) != len(categories):
-        raise EvaluationInputError(f"checkpoint {checkpoint_path} predicts {len(checkpoint_categories)} classes, "
-                                   f"{ann_file} has {len(categories)} categories")
-    differing = [i for i, (ours, theirs) in enumerate(zip(checkpoint_categories, categories)) if ours[0] != theirs[0]]
-    if not differing:
-        return
-    if "categories" in read_checkpoint(checkpoint_path)[1]:
-        i = differing[0]
-        raise EvaluationInputError(
-            f"checkpoint {checkpoint_path} and {ann_file} disagree on {len(differing)} category ids: class {i} is "
-            f"{checkpoint_categories[i]} in the checkpoint, {categories[i]} in the annotation file")
-    logger.info("%s names no categories: class i is %s's i-th category by id", checkpoint_path, ann_file)
 
 
 def file_inputs(image_dir, images, predictor):
@@ -113,19 +107,6 @@ def record_inputs(mindrecord_dir, cfg, image_ids, predictor):
                tuple(row["original_size"]))
 
 
-def record_images(mindrecord_dir, image_ids):
-    """{image_id: (H, W, 3) uint8 BGR} of the records with these ids, decoded from the records' file bytes."""
-    wanted, found = set(image_ids), {}
-    records = ds.MindDataset(mindrecord_files(mindrecord_dir), columns_list=["image", "image_id"], shuffle=False)
-    for row in records.create_dict_iterator(output_numpy=True, num_epochs=1):
-        image_id = int(row["image_id"])
-        if image_id in wanted:
-            found[image_id] = read_image_bgr(row["image"].tobytes())
-            if len(found) == len(wanted):
-                break
-    return found
-
-
 def timed(iterable, timer, stage):
     """Yield from `iterable`, adding the time each item takes to produce to `timer`'s `stage`."""
     iterator = iter(iterable)
@@ -143,7 +124,7 @@ def predict_all(predictor, inputs, coco_gt, category_ids, total, raw_dir):
     timer = StageTimer()
     results, evaluated, first_network_seconds = [], [], None
     start = time.perf_counter()
-    with tqdm(total=total, desc="eval", unit="img") as bar:
+    with progress_bar(total, "eval", "img") as bar:
         for source, image_id, padded, image_size, original_size in timed(inputs, timer, "read_preprocess"):
             with timer("network"):
                 raw = predictor.predict_preprocessed(padded, image_size, original_size, image_id)
@@ -182,16 +163,15 @@ def evaluate(args, cfg):
     else:
         image_dir = image_directory(cfg)
         check_image_files(image_dir, images, ann_file)
+    prepare_output_dir(cfg.output_dir, "--output_dir")
+    if args.save_raw:
+        prepare_output_dir(args.save_raw, "--save_raw")
 
     set_context(cfg)
     start = time.perf_counter()
-    try:
-        net, cfg, checkpoint_categories = load_model(cfg, cfg.checkpoint_path)
-    except ValueError as e:  # CheckpointError, or categories the checkpoint's metadata gets wrong
-        raise CheckpointError(str(e)) from None
+    net, cfg, categories = load_model(cfg, cfg.checkpoint_path,
+                                      GivenCategories(ann_file, class_categories(coco_gt.dataset["categories"])))
     model_load_seconds = time.perf_counter() - start
-    categories = class_categories(coco_gt)
-    check_checkpoint_categories(checkpoint_categories, categories, cfg.checkpoint_path, ann_file)
     predictor = Predictor(net, cfg)
 
     if cfg.mindrecord_dir:
@@ -215,7 +195,7 @@ def evaluate(args, cfg):
     if args.visualize:
         shown = evaluated[:args.visualize]
         if cfg.mindrecord_dir:
-            originals = record_images(cfg.mindrecord_dir, shown)
+            originals = read_record_images(cfg.mindrecord_dir, shown)
         else:
             originals = {i: read_image_bgr(os.path.join(image_dir, coco_gt.imgs[i]["file_name"])) for i in shown}
         folder = os.path.join(cfg.output_dir, VISUALIZE_DIR)
@@ -240,8 +220,8 @@ def main(argv=None):
     setup_logging()
     try:
         evaluate(args, cfg)
-    except (AnnotationFileError, EvaluationInputError, CheckpointError, ConfigError, IncompleteDatasetError,
-            ImageReadError) as e:
+    except (AnnotationFileError, EvaluationInputError, CheckpointError, CategoryError, ConfigError,
+            IncompleteDatasetError, ImageReadError, OutputLocationError) as e:
         sys.exit(f"eval.py: error: {e}")
 
 

@@ -11,19 +11,13 @@ metrics.json and timing.json (seconds reading the raw files, pasting and encodin
 type). For the same raw outputs the results and AP are eval.py's.
 
 Raw format: one numpy `.npz` file per image, named `<image_id>.npz`, as written by eval.py / infer.py
---save_raw or by any runtime running the model (e.g. the exported MindIR), with the arrays
-  image_id       ()         int     the image's id in the annotation file
-  original_size  (2,)       int     (H0, W0) of the image as read (EXIF orientation applied)
-  image_size     (2,)       int     (h, w) of the resized image the network saw, before padding
-  scale          (2,)       float   (sx, sy) = (w / W0, h / H0)
-  boxes          (D, 4)     float32 XYXY in network-input pixels (the resized image)
-  scores         (D,)       float32 by descending score
-  classes        (D,)       int32   contiguous class index: i is the annotation file's i-th category by id
-  mask_probs     (D, S, S)  float32 mask probabilities in the box frame (S = 224 for PointRend)
-for the D valid detections (D may be 0). Boxes that become empty in the original image are dropped, as
+--save_raw or by any runtime running the model (e.g. the exported MindIR); its arrays are listed in
+maskrcnn_pointrend/raw_detections.py. Boxes that become empty in the original image are dropped, as
 detectron2 does. Files of images not in the annotation file are ignored and counted in the log; a missing
-file, an unreadable one, or one whose image_id or original_size disagrees with the annotation file is an
-error naming it.
+file, an unreadable one, one that breaks the format (a missing array, a wrong shape, a size that is not
+positive, a NaN or Inf value), or one whose image_id or original_size disagrees with the annotation file is an
+error naming it, and nothing is written. An --output_dir that cannot be written is an error before any file
+is read.
 """
 import argparse
 import logging
@@ -31,18 +25,16 @@ import os
 import sys
 import time
 
-from tqdm import tqdm
-
+from maskrcnn_pointrend.categories import class_categories
 from maskrcnn_pointrend.cli import parse_args, setup_logging
 from maskrcnn_pointrend.data.coco_json import AnnotationFileError
-from maskrcnn_pointrend.evaluation.runner import (EvaluationInputError, StageTimer, annotation_file,
-                                                  class_categories, examples, load_ground_truth, raw_to_results,
-                                                  write_evaluation)
-from maskrcnn_pointrend.inference import load_raw
+from maskrcnn_pointrend.evaluation.runner import (EvaluationInputError, StageTimer, annotation_file, examples,
+                                                  load_ground_truth, raw_to_results, write_evaluation)
+from maskrcnn_pointrend.output_files import OutputLocationError, prepare_output_dir
+from maskrcnn_pointrend.progress import progress_bar
+from maskrcnn_pointrend.raw_detections import RAW_SUFFIX, RawFileError, load_raw, raw_path
 
 logger = logging.getLogger("postprogress")
-
-RAW_SUFFIX = ".npz"
 
 
 def raw_files(raw_dir, images, ann_file):
@@ -53,8 +45,8 @@ def raw_files(raw_dir, images, ann_file):
     except OSError as e:
         raise EvaluationInputError(f"cannot list raw outputs in {raw_dir}: {e.strerror}") from None
     present = set(names)
-    paths = {im["id"]: os.path.join(raw_dir, f"{im['id']}{RAW_SUFFIX}") for im in images}
-    missing = [image_id for image_id in paths if f"{image_id}{RAW_SUFFIX}" not in present]
+    paths = {im["id"]: raw_path(raw_dir, im["id"]) for im in images}
+    missing = [image_id for image_id, path in paths.items() if os.path.basename(path) not in present]
     if missing:
         raise EvaluationInputError(f"{raw_dir} lacks the raw outputs of {len(missing)} of the {len(images)} images "
                                    f"of {ann_file}, e.g. image ids {examples(missing)}")
@@ -67,22 +59,22 @@ def postprocess(args, cfg):
     coco_gt = load_ground_truth(ann_file)
     images = coco_gt.dataset["images"]
     paths, others = raw_files(args.raw_dir, images, ann_file)
+    prepare_output_dir(cfg.output_dir, "--output_dir")
     logger.info("%s: raw outputs of the %d images of %s; %d other raw files ignored", args.raw_dir, len(paths),
                 ann_file, others)
-    category_ids = [category_id for category_id, _ in class_categories(coco_gt)]
+    category_ids = [category_id for category_id, _ in class_categories(coco_gt.dataset["categories"])]
     timer = StageTimer()
     results = []
     start = time.perf_counter()
-    for image_id, path in tqdm(paths.items(), desc="postprocess", unit="img"):
-        with timer("read_raw"):
-            try:
+    with progress_bar(len(paths), "postprocess", "img") as bar:
+        for image_id, path in paths.items():
+            with timer("read_raw"):
                 raw = load_raw(path)
-            except ValueError as e:
-                raise EvaluationInputError(str(e)) from None
-        if raw.image_id != image_id:
-            raise EvaluationInputError(f"{path} holds image_id {raw.image_id}, not the {image_id} its name says")
-        with timer("paste_encode"):
-            results += raw_to_results(raw, coco_gt, category_ids, path)
+            if raw.image_id != image_id:
+                raise EvaluationInputError(f"{path} holds image_id {raw.image_id}, not the {image_id} its name says")
+            with timer("paste_encode"):
+                results += raw_to_results(raw, coco_gt, category_ids, path)
+            bar.update()
     write_evaluation(coco_gt, results, cfg.output_dir, len(paths), time.perf_counter() - start, timer.seconds,
                      logger.info, {"raw_dir": args.raw_dir})
 
@@ -95,7 +87,7 @@ def main(argv=None):
     setup_logging()
     try:
         postprocess(args, cfg)
-    except (AnnotationFileError, EvaluationInputError) as e:
+    except (AnnotationFileError, EvaluationInputError, OutputLocationError, RawFileError) as e:
         sys.exit(f"postprogress.py: error: {e}")
 
 

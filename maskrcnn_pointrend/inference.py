@@ -1,129 +1,30 @@
-"""Running a model on images: checkpoint -> network, image -> raw detections -> COCO results.
-
-Raw detections are the network's outputs for one image, before pasting, in the format postprogress.py reads
-(one `<image_id>.npz` per image, see `save_raw`): boxes in network-input pixels, scores, classes, box-frame
-mask probabilities, and the image's meta (id, original size, network-input size, scale).
-"""
+"""Running a model on images: checkpoint -> network, image -> raw detections (see raw_detections.py)."""
 import logging
-import os
-import tempfile
 import time
-import zipfile
-import zlib
-from dataclasses import dataclass
 
 import mindspore as ms
 import numpy as np
-from pycocotools import mask as mask_util
 
-from maskrcnn.postprocess import paste_mask, rescale_detections
-
+from .categories import model_categories
 from .checkpoints import config_overrides_from_metadata, load_into_network, read_checkpoint
-from .data.coco_categories import COCO_CATEGORIES
 from .data.transforms import padded_size, preprocess_for_inference, resize_shortest_edge_shape
 from .model import build_pointrend
+from .raw_detections import raw_from_outputs
 
 logger = logging.getLogger(__name__)
 
-RAW_FIELDS = ("image_id", "original_size", "image_size", "scale", "boxes", "scores", "classes", "mask_probs")
 
-
-@dataclass
-class RawDetections:
-    """One image's detections as the network returns them (valid ones only, by descending score)."""
-    image_id: int
-    original_size: tuple  # (H0, W0) of the image as read
-    image_size: tuple  # (h, w) of the resized image the network saw
-    boxes: np.ndarray  # (D, 4) float32 XYXY in network-input pixels
-    scores: np.ndarray  # (D,) float32
-    classes: np.ndarray  # (D,) int32 contiguous class indices
-    mask_probs: np.ndarray  # (D, S, S) float32 mask probabilities in the box frame
-
-    @property
-    def scale(self):
-        """(sx, sy): network-input pixels per original pixel."""
-        return self.image_size[1] / self.original_size[1], self.image_size[0] / self.original_size[0]
-
-
-def save_raw(raw, directory):
-    """Write `<directory>/<image_id>.npz` (fields RAW_FIELDS; sizes as (h, w), scale as (sx, sy)) atomically."""
-    os.makedirs(directory, exist_ok=True)
-    path = os.path.join(directory, f"{raw.image_id}.npz")
-    with tempfile.NamedTemporaryFile(dir=directory, suffix=".npz.tmp", delete=False) as f:
-        np.savez_compressed(f, image_id=raw.image_id, original_size=raw.original_size, image_size=raw.image_size,
-                            scale=raw.scale, boxes=raw.boxes, scores=raw.scores, classes=raw.classes,
-                            mask_probs=raw.mask_probs)
-    os.replace(f.name, path)
-    return path
-
-
-def load_raw(path):
-    """RawDetections from a file written by save_raw (or any runtime writing the same fields)."""
-    try:
-        with np.load(path) as data:
-            missing = [name for name in RAW_FIELDS if name not in data]
-            if missing:
-                raise ValueError(f"{path}: raw detections lack {', '.join(missing)}")
-            raw = RawDetections(int(data["image_id"]), tuple(int(v) for v in data["original_size"]),
-                                tuple(int(v) for v in data["image_size"]), data["boxes"].astype(np.float32),
-                                data["scores"].astype(np.float32), data["classes"].astype(np.int32),
-                                data["mask_probs"].astype(np.float32))
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as e:
-        raise ValueError(f"cannot read raw detections {path}: {e}") from None
-    count = len(raw.scores)
-    if not (raw.boxes.shape == (count, 4) and len(raw.classes) == count and len(raw.mask_probs) == count):
-        raise ValueError(f"{path}: boxes {raw.boxes.shape}, scores {raw.scores.shape}, classes "
-                         f"{raw.classes.shape} and mask_probs {raw.mask_probs.shape} disagree on the count")
-    return raw
-
-
-def raw_from_outputs(outputs, image_id, original_size, image_size):
-    """RawDetections of one image from the network's numpy outputs for it (boxes (D, 4), scores (D,), classes
-    (D,), valid (D,), complete, mask probabilities (D, S, S)), as any runtime of the exported model returns them."""
-    boxes, scores, classes, valid, _, mask_probs = outputs
-    valid = np.asarray(valid, bool)
-    return RawDetections(int(image_id), tuple(int(v) for v in original_size), tuple(int(v) for v in image_size),
-                         np.asarray(boxes, np.float32)[valid], np.asarray(scores, np.float32)[valid],
-                         np.asarray(classes)[valid].astype(np.int32), np.asarray(mask_probs, np.float32)[valid])
-
-
-def coco_results(raw, category_ids, mask_threshold=0.5):
-    """COCO result dicts for one image: boxes rescaled to the original image (XYWH), masks pasted there and
-    RLE-encoded (str counts); detections whose box becomes empty are dropped, as detectron2 does."""
-    boxes, nonempty = rescale_detections(raw.boxes, raw.image_size, raw.original_size)
-    results = []
-    for i in np.flatnonzero(nonempty):
-        mask = paste_mask(raw.mask_probs[i], boxes[i], raw.original_size, mask_threshold)
-        rle = mask_util.encode(np.asfortranarray(mask))
-        rle["counts"] = rle["counts"].decode("ascii")
-        x0, y0, x1, y1 = (float(v) for v in boxes[i])
-        results.append({"image_id": raw.image_id, "category_id": int(category_ids[raw.classes[i]]),
-                        "bbox": [x0, y0, x1 - x0, y1 - y0], "score": float(raw.scores[i]), "segmentation": rle})
-    return results
-
-
-def checkpoint_categories(metadata, num_classes, path):
-    """[(category id, name)] in class-index order: the checkpoint's own, else COCO's for 80-class models."""
-    if "categories" in metadata:
-        categories = [tuple(c) for c in metadata["categories"]]
-    elif num_classes == len(COCO_CATEGORIES):
-        categories = list(COCO_CATEGORIES)
-    else:
-        raise ValueError(f"{path} predicts {num_classes} classes but names no categories")
-    if len(categories) != num_classes:
-        raise ValueError(f"{path} names {len(categories)} categories for {num_classes} classes")
-    return categories
-
-
-def load_model(cfg, checkpoint_path):
+def load_model(cfg, checkpoint_path, given_categories=None):
     """(network in inference mode, cfg with the checkpoint's input conventions, categories) for a checkpoint
-    that holds every tensor of the model (a partial one is an error naming what is missing)."""
+    that holds every tensor of the model (a partial one is an error naming what is missing). The categories
+    (categories.model_categories, with `given_categories` when there) are settled before the network is built."""
     params, metadata = read_checkpoint(checkpoint_path)
     cfg = cfg.merged(config_overrides_from_metadata(metadata))
+    categories = model_categories(metadata, cfg.model.num_classes, checkpoint_path, given_categories)
     net = build_pointrend(cfg)
     load_into_network(net, params, strict=True, log=logger)
     net.set_train(False)
-    return net, cfg, checkpoint_categories(metadata, cfg.model.num_classes, checkpoint_path)
+    return net, cfg, categories
 
 
 class Predictor:

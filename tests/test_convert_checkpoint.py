@@ -7,9 +7,11 @@ with channel counts shrunk by SHRINK so that they stay tiny.
 """
 import contextlib
 import io
+import json
 import logging
 import os
 import pickle
+import stat
 import zipfile
 
 import mindspore as ms
@@ -136,6 +138,24 @@ def test_unreadable_files_are_clear_errors(tmp_path):
         load_pickled_checkpoint(str(tmp_path / "junk.pkl"))
 
 
+def test_a_deeply_nested_or_two_pickle_torch_zip_is_named(tmp_path, capsys):
+    depth = 20000
+    nested = b"\x80\x02" + b"]" * depth + b"a" * (depth - 1) + b"."  # lists in lists, 20,000 deep
+    with zipfile.ZipFile(tmp_path / "deep.pth", "w") as archive:
+        archive.writestr("deep/data.pkl", nested)
+    with pytest.raises(SystemExit) as error:
+        run_cli(capsys, "detectron2", tmp_path / "deep.pth", tmp_path / "out.ckpt")
+    assert str(error.value).startswith(f"convert_checkpoint.py: error: {tmp_path / 'deep.pth'}: objects nested "
+                                       "deeper than Python's recursion limit")
+    with zipfile.ZipFile(tmp_path / "two.pth", "w") as archive:
+        for root in ("a", "b"):
+            archive.writestr(f"{root}/data.pkl", pickle.dumps({}))
+    with pytest.raises(CheckpointError, match=r"two.pth: a zip file but not a torch checkpoint: 2 <name>/data.pkl "
+                                              r"entries \(a/data.pkl, b/data.pkl\), a torch file has one"):
+        load_pickled_checkpoint(str(tmp_path / "two.pth"))
+    assert not (tmp_path / "out.ckpt").exists()
+
+
 # ---- detectron2 ----
 
 @pytest.fixture(scope="module")
@@ -195,6 +215,22 @@ def test_pre_nov_2020_pointrend_pth_is_renamed_and_squeezed(tmp_path, capsys):
     np.testing.assert_array_equal(params["backbone.fpn_output4.weight"], source["backbone.fpn_output4.weight"])
     assert not any("mask_coarse_head" in n or "mask_point_head" in n for n in params)
     assert metadata["num_classes"] == SHRINK[81] - 1
+
+
+def test_categories_are_recorded_when_they_fit_the_classes(tmp_path, capsys):
+    source, output = FIXTURES / "detectron2_pointrend_v1_tiny.pth", tmp_path / "named.ckpt"
+    categories = tmp_path / "categories.json"
+    categories.write_text(json.dumps({"categories": [{"id": 7, "name": "dog"}, {"id": 3, "name": "cat"}]}))
+    convert_checkpoint.main(["--source", "detectron2", "--input", str(source), "--output", str(output),
+                             "--categories", str(categories)])
+    assert read_checkpoint(str(output))[1]["categories"] == [[3, "cat"], [7, "dog"]]  # class order: sorted by id
+    categories.write_text(json.dumps([{"id": i, "name": f"c{i}"} for i in range(3)]))
+    with pytest.raises(SystemExit) as error:
+        convert_checkpoint.main(["--source", "detectron2", "--input", str(source), "--output",
+                                 str(tmp_path / "other.ckpt"), "--categories", str(categories)])
+    assert str(error.value) == (f"convert_checkpoint.py: error: checkpoint {source} predicts 2 classes, {categories} "
+                                "has 3 categories")
+    assert not (tmp_path / "other.ckpt").exists()
 
 
 def test_pre_nov_2020_names_cover_the_whole_model(tmp_path, capsys, d2_shapes):
@@ -483,7 +519,12 @@ def test_metadata_round_trip_and_config_overrides(tmp_path):
 
 def test_save_is_atomic_and_replaces(tmp_path):
     path = str(tmp_path / "model.ckpt")
-    save_checkpoint(path, {"a.weight": np.zeros((2, 2), np.float32)}, {"iteration": 1})
+    umask = os.umask(0o027)
+    try:
+        save_checkpoint(path, {"a.weight": np.zeros((2, 2), np.float32)}, {"iteration": 1})
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o640  # the umask's, not MindSpore's read-only 0400
     save_checkpoint(path, {"a.weight": np.ones((2, 2), np.float32)}, {"iteration": 2})
     params, metadata = read_checkpoint(path)
     assert metadata == {"iteration": 2} and params["a.weight"].sum() == 4

@@ -10,6 +10,7 @@ here. Any other global is refused before anything is called. torch itself is nev
 import collections
 import pickle
 import struct
+import sys
 import zipfile
 
 import numpy as np
@@ -210,8 +211,11 @@ def _load_torch_zip(path):
     with zipfile.ZipFile(path) as archive:
         names = archive.namelist()
         pickles = [n for n in names if n.endswith("/data.pkl") and n.count("/") == 1]
-        if len(pickles) != 1:
+        if not pickles:
             raise CheckpointError(f"{path}: a zip file but not a torch checkpoint (no <name>/data.pkl entry)")
+        if len(pickles) > 1:
+            raise CheckpointError(f"{path}: a zip file but not a torch checkpoint: {len(pickles)} <name>/data.pkl "
+                                  f"entries ({', '.join(sorted(pickles))}), a torch file has one")
         root = pickles[0].split("/")[0]
         byteorder_entry = f"{root}/byteorder"
         little_endian = (byteorder_entry not in names
@@ -282,3 +286,6 @@ def load_pickled_checkpoint(path):
         raise CheckpointError(f"cannot read checkpoint {path}: {e.strerror or e}") from None
     except zipfile.BadZipFile as e:
         raise CheckpointError(f"{path}: damaged zip archive ({e})") from None
+    except RecursionError:
+        raise CheckpointError(f"{path}: objects nested deeper than Python's recursion limit "
+                              f"({sys.getrecursionlimit()}): not a checkpoint") from None

@@ -6,6 +6,7 @@ Class index i of a model is the i-th category of the annotation file sorted by i
 import contextlib
 import io
 import json
+import logging
 import os
 import time
 from collections import defaultdict
@@ -13,8 +14,10 @@ from collections import defaultdict
 from pycocotools.coco import COCO
 
 from ..data.coco_json import AnnotationFileError, parse_coco, read_annotation_json
-from ..inference import coco_results
+from ..raw_detections import coco_results
 from .coco_evaluation import evaluate_coco, write_text
+
+logger = logging.getLogger(__name__)
 
 RESULTS_FILE = "results_segm_bbox.json"
 TIMING_FILE = "timing.json"
@@ -44,31 +47,37 @@ def annotation_file(cfg):
 
 def load_ground_truth(path):
     """A COCO instances json -> pycocotools COCO, checked for what COCOeval reads (AnnotationFileError naming
-    the file otherwise). A missing `iscrowd` counts as 0, as in data.coco_json."""
+    the file otherwise). A missing `iscrowd` counts as 0, as in data.coco_json. Images whose id another image
+    also has are left out with their annotations, as data.coco_json leaves them out of training (a warning
+    counts them); a file left without non-crowd annotations, whose every AP would be -1, is an error."""
     data = read_annotation_json(path)
     parsed = parse_coco(data, path)
-    if not parsed.images:
-        raise AnnotationFileError(f"{path} has no images to evaluate")
-    duplicates = parsed.image_skips.counts["duplicate_image_id"]
-    if duplicates:
-        raise AnnotationFileError(f"{path}: {duplicates} images reuse an earlier image's id, e.g. "
-                                  f"{examples(parsed.image_skips.examples['duplicate_image_id'])}")
     for i, ann in enumerate(data["annotations"]):
         area = ann.get("area")
         if not isinstance(area, (int, float)) or isinstance(area, bool):
             raise AnnotationFileError(f"{path}: annotations[{i}] needs a numeric 'area' (COCOeval's size ranges "
                                       f"use it), got {area!r}")
         ann.setdefault("iscrowd", 0)
+    duplicates = parsed.image_skips.counts["duplicate_image_id"]
+    if duplicates:
+        kept = {image.image_id for image in parsed.images}
+        shared = {image["id"] for image in data["images"]} - kept
+        data["images"] = [image for image in data["images"] if image["id"] in kept]
+        data["annotations"] = [ann for ann in data["annotations"] if ann["image_id"] not in shared]
+        logger.warning("%s: %d images share their id with another image (e.g. %s); they and the %d annotations of "
+                       "their ids are left out of the evaluation", path, duplicates,
+                       examples(parsed.image_skips.examples["duplicate_image_id"]),
+                       parsed.annotation_skips.counts["on_skipped_image"])
+    if not parsed.images:
+        raise AnnotationFileError(f"{path} has no images to evaluate")
+    if all(ann["iscrowd"] for ann in data["annotations"]):
+        raise AnnotationFileError(f"{path} has no non-crowd annotations on its {len(parsed.images)} images: there is "
+                                  "nothing to score (every AP would be -1); infer.py runs a model without ground truth")
     coco = COCO()
     coco.dataset = data
     with contextlib.redirect_stdout(io.StringIO()):
         coco.createIndex()
     return coco
-
-
-def class_categories(coco_gt):
-    """[(category id, name)] of the annotation file in class-index order (sorted by id)."""
-    return [(c["id"], c["name"]) for c in sorted(coco_gt.dataset["categories"], key=lambda c: c["id"])]
 
 
 def raw_to_results(raw, coco_gt, category_ids, source):
