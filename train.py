@@ -21,14 +21,14 @@ last solver.keep_checkpoints of them kept, and model_final.ckpt (see maskrcnn_po
 that becomes NaN or Inf stops the job (exit status 1) before its update, naming the iteration and the loss.
 """
 import argparse
+import contextlib
 import json
 import logging
 import os
 import sys
 import time
 
-import mindspore as ms
-
+from maskrcnn_pointrend.categories import category_pairs, class_categories
 from maskrcnn_pointrend.checkpoints import config_overrides_from_metadata, read_checkpoint
 from maskrcnn_pointrend.cli import parse_args, set_context, setup_logging
 from maskrcnn_pointrend.config import ConfigError
@@ -44,6 +44,10 @@ from maskrcnn_pointrend.engine.pretrained import load_pretrained
 from maskrcnn_pointrend.engine.solver import build_lr_schedule, build_optimizer, schedule_settings
 from maskrcnn_pointrend.engine.train_step import NonFiniteLossError, TrainStep, loss_inputs, step_randomness
 from maskrcnn_pointrend.model import LOSS_NAMES, build_pointrend
+from maskrcnn_pointrend.output_files import atomic_write, prepare_output_dir
+from maskrcnn_pointrend.stop_signals import StopSignals, exit_status
+
+import mindspore as ms  # after maskrcnn_pointrend, which sets MindSpore's log level before its first import
 
 logger = logging.getLogger("train")
 
@@ -53,6 +57,14 @@ LOAD_REPORT_FILE = "pretrained_load.json"
 
 class TrainingSetupError(ValueError):
     """Inputs of a training job that do not fit together; the message names them."""
+
+
+class TrainingStopped(Exception):
+    """The job stopped early on SIGTERM or SIGINT, after rank 0 saved a checkpoint."""
+
+    def __init__(self, received):
+        super().__init__(received.name)
+        self.received = received
 
 
 def prepare_mindrecord(cfg, rank):
@@ -68,15 +80,14 @@ def prepare_mindrecord(cfg, rank):
         ann_file = cfg.ann_file or os.path.join(cfg.coco_root, "annotations", f"instances_{cfg.train_split}.json")
         image_dir = os.path.join(cfg.coco_root, cfg.train_split)
         logger.info("converting %s (images in %s) to %s", ann_file, image_dir, cfg.mindrecord_dir)
-        convert_coco(ann_file, image_dir, cfg.mindrecord_dir, workers=os.cpu_count() or 1)
+        try:
+            convert_coco(ann_file, image_dir, cfg.mindrecord_dir, workers=os.cpu_count() or 1)
+        except OutputExistsError as e:
+            raise TrainingSetupError(f"{e}: remove it, or convert into it with convert_coco.py --overwrite "
+                                     "(train.py converts only into a new or empty --mindrecord_dir)") from None
 
     rank0_prepares(rank, lambda: os.path.isfile(os.path.join(cfg.mindrecord_dir, COMPLETE_MARKER)), convert,
                    f"convert the dataset to {cfg.mindrecord_dir}")
-
-
-def category_pairs(categories):
-    """COCO category dicts -> [[id, name], ...] in class order, as checkpoints store them."""
-    return [[c["id"], c["name"]] for c in categories]
 
 
 def model_metadata(cfg, categories):
@@ -115,16 +126,17 @@ def starting_point(cfg, checkpointer):
         logger.info("resuming from %s at iteration %d%s", saved.model_path, saved.iteration,
                     f" (--pre_trained {cfg.pre_trained} is not used)" if cfg.pre_trained else "")
         return saved, None
+    if cfg.resume:
+        raise TrainingSetupError(f"--resume: {cfg.output_dir} holds no checkpoint to resume (no {LAST_CHECKPOINT} "
+                                 "file): check --output_dir, or leave out --resume to start a new run")
     if os.path.exists(checkpointer.path(LAST_CHECKPOINT)):
         raise TrainingSetupError(f"{cfg.output_dir} holds the checkpoints of an earlier run: pass --resume to "
                                  "continue it, or choose another --output_dir")
-    if cfg.resume:
-        logger.info("--resume: %s has no checkpoint, starting a new run", cfg.output_dir)
     return None, read_checkpoint(cfg.pre_trained) if cfg.pre_trained else None
 
 
 def write_load_report(path, checkpoint, report):
-    with open(path, "w") as f:
+    with atomic_write(path) as f:
         json.dump({"checkpoint": checkpoint, "loaded": report.loaded, "fresh": report.fresh,
                    "class_specific_not_loaded": report.class_specific}, f, indent=1)
 
@@ -145,13 +157,15 @@ def initialise_weights(net, cfg, saved, pretrained, num_classes, rank):
 
 
 def run_iterations(step, net, dataset, cfg, start_iter, max_iter, rank, checkpointer, checkpoint_metadata, stream):
-    """Iterations start_iter .. max_iter - 1 over `dataset`, with metrics and (rank 0) periodic checkpoints."""
+    """Iterations start_iter .. max_iter - 1 over `dataset`, with metrics and (rank 0) periodic checkpoints.
+    SIGTERM or SIGINT stops the loop after the current iteration, rank 0 saving a checkpoint there first
+    (TrainingStopped)."""
     batch_size = cfg.solver.images_per_device
     schedule = build_lr_schedule(cfg.solver, stream["global_batch"])
     metrics = TrainingMetrics(os.path.join(cfg.output_dir, METRICS_FILE) if rank == 0 else None, LOSS_NAMES,
                               start_iter, max_iter, cfg.solver.log_period, logger)
     iteration = start_iter
-    try:
+    with StopSignals() as stop, contextlib.closing(metrics):
         started = time.perf_counter()
         for batch in dataset.create_tuple_iterator(output_numpy=True, num_epochs=1):
             data_time = time.perf_counter() - started
@@ -163,11 +177,14 @@ def run_iterations(step, net, dataset, cfg, start_iter, max_iter, rank, checkpoi
                                iteration, float(step.loss_scaler.scale_value.asnumpy()))
             metrics.record(iteration, losses, lr, time.perf_counter() - started, data_time)
             iteration += 1
-            if rank == 0 and iteration % cfg.solver.checkpoint_period == 0 and iteration < max_iter:
+            periodic = iteration % cfg.solver.checkpoint_period == 0
+            if rank == 0 and iteration < max_iter and (periodic or stop.received):
                 logger.info("saved %s", checkpointer.save(iteration, net, step.state(), checkpoint_metadata, stream))
+            if stop.received and iteration < max_iter:
+                logger.warning("%s: stopped after iteration %d of %d%s; continue with --resume", stop.received.name,
+                               iteration, max_iter, ", checkpoint saved" if rank == 0 else "")
+                raise TrainingStopped(stop.received)
             started = time.perf_counter()
-    finally:
-        metrics.close()
     if iteration != max_iter:
         raise RuntimeError(f"the dataset ended after iteration {iteration} of {max_iter}")
 
@@ -178,7 +195,7 @@ def train(cfg):
         cfg = cfg.merged({"device_id": launcher_device_id(cfg.device_id)})
     set_context(cfg)
     rank, world_size = init_distributed(cfg.run_distribute)
-    os.makedirs(cfg.output_dir, exist_ok=True)
+    prepare_output_dir(cfg.output_dir, "--output_dir")
     setup_logging(os.path.join(cfg.output_dir, f"train_rank{rank}.log"))
     batch_size = cfg.solver.images_per_device
     stream = {"seed": cfg.seed, "global_batch": batch_size * world_size}
@@ -189,7 +206,7 @@ def train(cfg):
     start_iter = saved.iteration if saved else 0
 
     prepare_mindrecord(cfg, rank)
-    categories = read_category_map(cfg.mindrecord_dir)
+    categories = class_categories(read_category_map(cfg.mindrecord_dir))
     if saved:
         check_resumable(saved, categories, stream)
     conventions = saved.model_metadata if saved else pretrained[1] if pretrained else {}
@@ -222,10 +239,13 @@ def main(argv=None):
     setup_logging()
     try:
         train(cfg)
-    # ValueError covers the checkpoint, config, annotation and dataset errors, whose messages name the problem
-    except (NonFiniteLossError, ValueError, IncompleteDatasetError, OutputExistsError, ImageReadError) as e:
+    # ValueError covers the checkpoint, config, annotation, dataset and output folder errors, whose messages name
+    # the problem
+    except (NonFiniteLossError, ValueError, IncompleteDatasetError, ImageReadError) as e:
         logger.error("%s", e)
         sys.exit(1)
+    except TrainingStopped as e:
+        sys.exit(exit_status(e.received))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from mindspore import nn, ops
 
-from conftest import COCO_MINI, REPO_ROOT, requires_shared
+from conftest import COCO_MINI, REPO_ROOT, TINY_MODEL, error_line, requires_shared, run_entry_point
 from maskrcnn.layers.norm import FrozenBatchNorm2d
 from maskrcnn_pointrend.checkpoints import CheckpointError, read_checkpoint, save_checkpoint
 from maskrcnn_pointrend.config import load_config
@@ -379,3 +379,64 @@ def test_a_missing_or_mismatched_pre_trained_checkpoint_is_an_error_before_train
     assert "res3.0.conv1.weight: checkpoint (64, 256, 1, 1), network (128, 256, 1, 1)" in result.stderr
     for output in (tmp_path / "a", tmp_path / "b"):
         assert not (output / "metrics.json").exists() and not list(output.glob("*.ckpt"))
+
+
+# ---- train.py on the generated shapes: bad setups stop before training, SIGTERM saves ----
+
+@pytest.fixture(scope="module")
+def shapes_mindrecord(shapes_dataset, tmp_path_factory):
+    output = tmp_path_factory.mktemp("shapes_mindrecord") / "train"
+    convert_coco(shapes_dataset / "annotations" / "instances_train.json", shapes_dataset / "train", output)
+    return output
+
+
+def tiny_train_args(mindrecord_dir, output_dir, *extra):
+    return [*TINY_MODEL, f"--mindrecord_dir={mindrecord_dir}", f"--output_dir={output_dir}",
+            "--solver.images_per_device=1", "--solver.ims_per_batch=1", "--solver.warmup_iters=1", *extra]
+
+
+def test_an_output_dir_that_cannot_be_written_stops_the_job_at_once(shapes_mindrecord, tmp_path):
+    (tmp_path / "taken").write_text("")
+    proc = run_entry_point("train.py", *tiny_train_args(shapes_mindrecord, tmp_path / "taken"))
+    assert f"ERROR train: --output_dir {tmp_path / 'taken'} exists and is not a folder" in error_line(proc, "")
+    proc = run_entry_point("train.py", *tiny_train_args(shapes_mindrecord, "/sys/pointrend_output"))
+    assert "ERROR train: --output_dir /sys/pointrend_output: cannot write there" in error_line(proc, "")
+
+
+def test_resume_without_a_checkpoint_is_an_error(shapes_mindrecord, tmp_path):
+    proc = run_entry_point("train.py", *tiny_train_args(shapes_mindrecord, tmp_path / "typo"), "--resume")
+    assert (f"--resume: {tmp_path / 'typo'} holds no checkpoint to resume (no last_checkpoint file): check "
+            "--output_dir, or leave out --resume to start a new run") in error_line(proc, "", alone=False)
+    assert not (tmp_path / "typo" / "metrics.json").exists()
+
+
+def test_an_incomplete_conversion_names_what_to_do(shapes_dataset, tmp_path):
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    (partial / "shard_000.mindrecord").write_bytes(b"cut short")
+    proc = run_entry_point("train.py", *tiny_train_args(partial, tmp_path / "out"), f"--coco_root={shapes_dataset}",
+                           "--train_split=train")
+    assert (f"{partial} exists and is not a complete conversion: remove it, or convert into it with convert_coco.py "
+            "--overwrite") in error_line(proc, "", alone=False)
+    assert "pass --overwrite" not in proc.stderr  # train.py has no such option
+
+
+def test_sigterm_saves_a_checkpoint_of_the_last_iteration_and_stops(shapes_mindrecord, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "GLOG_v"}
+    job = subprocess.Popen([sys.executable, str(REPO_ROOT / "train.py"),
+                            *tiny_train_args(shapes_mindrecord, tmp_path, "--solver.max_iter=100",
+                                             "--solver.checkpoint_period=1000")],
+                           cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    metrics = tmp_path / "metrics.json"
+    deadline = time.monotonic() + TIMEOUT
+    while not (metrics.exists() and metrics.read_text()) and job.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    job.send_signal(signal.SIGTERM)
+    stderr = job.communicate(timeout=TIMEOUT)[1]
+    assert job.returncode == 128 + signal.SIGTERM, stderr[-3000:]
+    saved = Checkpointer(str(tmp_path), 1).latest()
+    assert 1 <= saved.iteration == len(metrics.read_text().splitlines()) < 100  # no iteration lost
+    assert saved.model_path == str(tmp_path / f"model_{saved.iteration:07d}.ckpt")
+    assert f"SIGTERM: stopped after iteration {saved.iteration} of 100, checkpoint saved; continue with --resume" \
+        in stderr
+    assert "Traceback" not in stderr and "[WARNING]" not in stderr
