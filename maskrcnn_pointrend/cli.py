@@ -32,6 +32,5 @@ def set_context(cfg, mode=ms.PYNATIVE_MODE):
     """MindSpore execution mode and device for this process."""
     if cfg.device_target not in ("CPU", "GPU"):
         raise ConfigError(f"device_target {cfg.device_target!r}: expected CPU or GPU")
-    ms.set_context(mode=mode, device_target=cfg.device_target)
-    if cfg.device_target == "GPU":
-        ms.set_context(device_id=cfg.device_id)
+    ms.set_context(mode=mode)
+    ms.set_device(cfg.device_target, cfg.device_id if cfg.device_target == "GPU" else None)
