@@ -38,6 +38,7 @@ from maskrcnn_pointrend.data.image_check import inspect_images
 from maskrcnn_pointrend.data.transforms import ImageReadError, read_image_bgr
 from maskrcnn_pointrend.evaluation.runner import (EvaluationInputError, StageTimer, annotation_file, examples,
                                                   load_ground_truth, raw_to_results, write_evaluation)
+from maskrcnn_pointrend.image_names import overlay_names
 from maskrcnn_pointrend.inference import Predictor, load_model
 from maskrcnn_pointrend.output_files import OutputLocationError, prepare_output_dir
 from maskrcnn_pointrend.progress import progress_bar
@@ -141,11 +142,13 @@ def predict_all(predictor, inputs, coco_gt, category_ids, total, raw_dir):
 
 
 def write_overlays(folder, originals, results, coco_gt, categories, score_thresh):
-    """One PNG per image of `originals` ({image_id: (H, W, 3) BGR}), named after its file, in `folder`."""
-    for image_id, image in originals.items():
-        name = os.path.splitext(os.path.basename(coco_gt.imgs[image_id]["file_name"]))[0] + ".png"
-        save_results_overlay(os.path.join(folder, name), image, [r for r in results if r["image_id"] == image_id],
-                             categories, score_thresh)
+    """One PNG per image of `originals` ({image_id: (H, W, 3) BGR}), named after its file (image_names), in
+    `folder`."""
+    ids = list(originals)
+    names = overlay_names([coco_gt.imgs[image_id]["file_name"] for image_id in ids], ids)
+    for image_id, name in zip(ids, names):
+        save_results_overlay(os.path.join(folder, name), originals[image_id],
+                             [r for r in results if r["image_id"] == image_id], categories, score_thresh)
 
 
 def evaluate(args, cfg):

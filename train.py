@@ -17,8 +17,11 @@ schedule; configs/pointrend_rcnn_R_50_FPN_3x.yaml holds the 3x one).
 Writes to --output_dir: train_rank<r>.log per rank; metrics.json (a JSON line per iteration: the losses,
 total_loss, lr, time, data_time, eta_seconds); checkpoints every solver.checkpoint_period iterations, the
 last solver.keep_checkpoints of them kept, and model_final.ckpt (see maskrcnn_pointrend/engine/checkpointer.py).
---resume continues from the checkpoint <output_dir>/last_checkpoint names, exactly where it stopped. A loss
-that becomes NaN or Inf stops the job (exit status 1) before its update, naming the iteration and the loss.
+--resume continues from the checkpoint <output_dir>/last_checkpoint names, exactly where it stopped; without
+one it is an error (a mistyped --output_dir must not start a new run). A loss that becomes NaN or Inf stops the
+job (exit status 1) before its update, naming the iteration and the loss. SIGTERM (what schedulers send before
+they kill a job) or SIGINT stops it after the current iteration, rank 0 saving a checkpoint there first (exit
+status 128 + the signal's number). An --output_dir that cannot be written is an error before anything runs.
 """
 import argparse
 import contextlib

@@ -37,7 +37,7 @@ def category_pairs(categories):
 def read_categories_file(path):
     """GivenCategories of a json file holding COCO's "categories" list, alone or as in an annotation file
     ({"categories": [...], ...}); AnnotationFileError or CategoryError naming the file when it holds none."""
-    data = read_annotation_json(path)
+    data = read_annotation_json(path, "categories file")
     listed = data.get("categories") if isinstance(data, dict) else data
     if not isinstance(listed, list):
         raise CategoryError(f"{path} holds no categories: expected a list of {{\"id\", \"name\"}} objects, or an "

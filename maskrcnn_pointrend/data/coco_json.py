@@ -77,13 +77,14 @@ class CocoAnnotations:
     dropped_polygon_parts: int  # parts with < 3 points dropped from annotations that were kept
 
 
-def read_annotation_json(path):
-    """The JSON object in `path`, or AnnotationFileError naming the file when it cannot be read or parsed."""
+def read_annotation_json(path, what="annotation file"):
+    """The JSON object in `path` (an annotation file, or `what`), or AnnotationFileError naming the file when it
+    cannot be read or parsed."""
     try:
         with open(path) as f:
             return json.load(f)
     except OSError as e:
-        raise AnnotationFileError(f"cannot read annotation file {path}: {e.strerror}") from None
+        raise AnnotationFileError(f"cannot read {what} {path}: {e.strerror}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise AnnotationFileError(f"{path} is not valid JSON: {e}") from None
 

@@ -311,7 +311,7 @@ def convert_coco(ann_file, image_dir, output_dir, shards=1, workers=1, overwrite
     output_dir = os.path.abspath(output_dir)
     _remove_stale_temporaries(output_dir)
     _check_output_free(output_dir, overwrite)
-    prepare_output_dir(os.path.dirname(output_dir), "the output's parent folder")
+    prepare_output_dir(os.path.dirname(output_dir), f"the output {output_dir}: its folder")
     coco = load_coco_annotations(ann_file)
     checks = inspect_images([(os.path.join(image_dir, im.file_name), im.height, im.width) for im in coco.images],
                             workers)
