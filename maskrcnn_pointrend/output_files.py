@@ -22,10 +22,12 @@ class OutputLocationError(ValueError):
     """An output file or folder that cannot be written; the message names it and the reason."""
 
 
-def _umask_mode():
+def apply_umask(path):
+    """Give the file `path` the permissions `open` gives a new file (0666 minus the umask), for files that a
+    library wrote with its own (MindSpore writes checkpoints 0400 and MindRecord files 0600)."""
     umask = os.umask(0)
     os.umask(umask)
-    return 0o666 & ~umask
+    os.chmod(path, 0o666 & ~umask)
 
 
 @contextlib.contextmanager
@@ -38,7 +40,7 @@ def atomic_output(path):
     temporary = os.path.join(folder, f".{stem}.{uuid.uuid4().hex[:12]}.partial{extension}")
     try:
         yield temporary
-        os.chmod(temporary, _umask_mode())
+        apply_umask(temporary)
         os.replace(temporary, path)
     finally:
         if os.path.lexists(temporary):

@@ -3,6 +3,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -101,6 +102,14 @@ def test_shards_split_the_images_by_bytes(converted):
     largest_image = max(os.path.getsize(p) for p in (COCO_MINI / "train2017").iterdir())
     sizes = [os.path.getsize(f) for f in files]
     assert abs(sizes[0] - sizes[1]) <= 2 * largest_image
+
+
+def test_every_converted_file_has_the_permissions_of_the_umask(converted):
+    umask = os.umask(0)
+    os.umask(umask)
+    modes = {name: stat.S_IMODE(os.stat(converted / "train2017" / name).st_mode)
+             for name in os.listdir(converted / "train2017")}
+    assert "shard_001.mindrecord.db" in modes and set(modes.values()) == {0o666 & ~umask}  # MindRecord's are 0600
 
 
 def uncompressed_rle(mask):

@@ -29,7 +29,7 @@ import pandas as pd
 import psutil
 from mindspore.mindrecord import FileWriter
 
-from ..output_files import prepare_output_dir
+from ..output_files import apply_umask, prepare_output_dir
 from ..progress import progress_bar
 from ..stop_signals import sigterm_raises_system_exit
 from .coco_json import ANNOTATION_SKIP_REASONS, IMAGE_SKIP_REASONS as JSON_IMAGE_SKIP_REASONS, load_coco_annotations
@@ -202,6 +202,8 @@ def _write_shard(path, entries, image_dir, page, header, bar):
         writer.write_raw_data(batch)
         bar.update(len(batch))
     writer.commit()
+    for written in (path, path + ".db"):
+        apply_umask(written)
 
 
 def _count_records(files):
