@@ -1,7 +1,7 @@
-"""What eval.py and postprogress.py share: the annotation file and its class order, raw detections -> COCO
-results checked against the annotation file, and the outputs (results json, COCO logs and tables, timing).
+"""What eval.py and postprogress.py share: the annotation file (checked for what COCOeval needs), raw detections
+-> COCO results checked against it, and the outputs (results json, COCO logs and tables, timing).
 
-Class index i of a model is the i-th category of the annotation file sorted by id.
+Class index i of a model is the i-th category of the annotation file sorted by id (categories.class_categories).
 """
 import contextlib
 import io
