@@ -18,18 +18,23 @@ def rescale_detections(boxes, image_size, output_size):
     return scaled, nonempty
 
 
-def _interpolation_weights(centers, start, end, mask_side):
-    """Bilinear weights (len(centers), mask_side) of mask cells for image pixel centres along one axis, as
-    grid_sample(align_corners=False, zero padding) samples a mask spanning [start, end]."""
-    position = (centers - start) / (end - start) * mask_side - 0.5
-    low = np.floor(position)
-    frac = (position - low).astype(np.float32)
-    weights = np.zeros((len(centers), mask_side), np.float32)
-    rows = np.arange(len(centers))
+def interpolation_weights(positions, size):
+    """(n,) sample positions in index coordinates of an axis of `size` cells (cell k centred at k) -> (n, size)
+    float32 bilinear weights, zero for cells outside the axis (grid_sample's zero padding)."""
+    low = np.floor(positions)
+    frac = (positions - low).astype(np.float32)
+    weights = np.zeros((len(positions), size), np.float32)
+    rows = np.arange(len(positions))
     for index, weight in ((low, 1.0 - frac), (low + 1, frac)):
-        inside = (index >= 0) & (index < mask_side)
+        inside = (index >= 0) & (index < size)
         weights[rows[inside], index[inside].astype(np.int64)] = weight[inside]
     return weights
+
+
+def _box_interpolation_weights(centers, start, end, mask_side):
+    """Bilinear weights (len(centers), mask_side) of mask cells for image pixel centres along one axis, as
+    grid_sample(align_corners=False, zero padding) samples a mask spanning [start, end]."""
+    return interpolation_weights((centers - start) / (end - start) * mask_side - 0.5, mask_side)
 
 
 def paste_mask(mask_probs, box, output_size, threshold=0.5):
@@ -43,8 +48,8 @@ def paste_mask(mask_probs, box, output_size, threshold=0.5):
     if right <= left or bottom <= top:
         return image_mask
     side = mask_probs.shape[0]
-    row_weights = _interpolation_weights(np.arange(top, bottom, dtype=np.float32) + 0.5, y0, y1, side)
-    col_weights = _interpolation_weights(np.arange(left, right, dtype=np.float32) + 0.5, x0, x1, side)
+    row_weights = _box_interpolation_weights(np.arange(top, bottom, dtype=np.float32) + 0.5, y0, y1, side)
+    col_weights = _box_interpolation_weights(np.arange(left, right, dtype=np.float32) + 0.5, x0, x1, side)
     region = row_weights @ np.asarray(mask_probs, np.float32) @ col_weights.T
     image_mask[top:bottom, left:right] = region >= threshold
     return image_mask

@@ -3,6 +3,7 @@ static padded training batches within the memory bound, and the test pipeline.""
 import io
 import json
 import logging
+import math
 import re
 
 import cv2
@@ -15,10 +16,10 @@ from pycocotools.coco import COCO
 
 from conftest import COCO_MINI, PARITY, requires_shared
 from maskrcnn_pointrend.config import load_config
-from maskrcnn_pointrend.data.coco_mindrecord import convert_coco, decode_instances, mindrecord_files
+from maskrcnn_pointrend.data.coco_mindrecord import RecordInstances, convert_coco, decode_instances, mindrecord_files
 from maskrcnn_pointrend.data.dataset import (TRAIN_COLUMNS, TrainTransform, create_test_dataset, create_train_dataset,
                                              orientation_canvases, record_canvases, training_stream)
-from maskrcnn_pointrend.data.gt_masks import cell_centres, instance_grid
+from maskrcnn_pointrend.data.gt_masks import FRAME_MARGIN, GRID_SCALE
 from maskrcnn_pointrend.data.image_check import inspect_image
 from maskrcnn_pointrend.data.transforms import (ImageReadError, preprocess_for_inference, read_image_bgr,
                                                 resize_shortest_edge_shape)
@@ -115,12 +116,37 @@ def transformed_polygons(polygons, sx, sy, flip_width):
     return out
 
 
+def bilinear_at(bitmask, xs, ys):
+    """Bilinear samples of an (H, W) bitmask (pixel (i, j) centred at (j + 0.5, i + 0.5), zero outside) at image
+    points xs (M,) x ys (M,) of a grid -> (M, M), one point at a time as grid_sample computes it."""
+    height, width = bitmask.shape
+    out = np.zeros((len(ys), len(xs)))
+    for a, y in enumerate(ys):
+        for b, x in enumerate(xs):
+            x0, y0 = math.floor(x - 0.5), math.floor(y - 0.5)
+            fx, fy = x - 0.5 - x0, y - 0.5 - y0
+            for dy, dx, weight in ((0, 0, (1 - fy) * (1 - fx)), (0, 1, (1 - fy) * fx), (1, 0, fy * (1 - fx)),
+                                   (1, 1, fy * fx)):
+                if 0 <= y0 + dy < height and 0 <= x0 + dx < width:
+                    out[a, b] += weight * bitmask[y0 + dy, x0 + dx]
+    return out
+
+
+def expected_grid(bitmask, frame, grid):
+    """What gt_masks holds for a bitmask of the transformed image: its bilinear interpolant at the cell centres
+    of `frame`, x 255."""
+    centres = (np.arange(grid) + 0.5) / grid
+    xs, ys = frame[0] + centres * (frame[2] - frame[0]), frame[1] + centres * (frame[3] - frame[1])
+    return bilinear_at(bitmask, xs, ys) * GRID_SCALE
+
+
 @requires_shared
 @pytest.mark.parametrize("short_edge, flip", [(640, False), (800, True)])
 def test_masks_and_boxes_follow_resize_and_flip(mini, cfg, short_edge, flip):
-    transform = TrainTransform.from_config(cfg)
-    grid = cfg.input.mask_grid
-    extents_within_tolerance = []
+    """Boxes, bitmasks and grids as detectron2's DatasetMapper makes them: polygons transformed, then
+    rasterized by pycocotools at the training size (checked on every 8th grid, at 64 cells)."""
+    transform = TrainTransform.from_config(load_config(["--input.mask_grid=64"]))
+    checked = 0
     for record in records(mini / "train2017", 12):
         image = read_image_bgr(record["image"].tobytes())
         instances = decode_instances(record)
@@ -132,61 +158,71 @@ def test_masks_and_boxes_follow_resize_and_flip(mini, cfg, short_edge, flip):
         expected = expected[:, ::-1] if flip else expected
         np.testing.assert_array_equal(out["image"][:, :new_h, :new_w], expected.transpose(2, 0, 1))
         assert not out["image"][:, new_h:].any() and not out["image"][:, :, new_w:].any()
-        noncrowd = np.flatnonzero(instances.iscrowd == 0)
-        assert out["gt_valid"].sum() == len(noncrowd)
-        for slot, i in enumerate(noncrowd):
-            points = transformed_polygons(instances.segmentations[i], new_w / width, new_h / height,
-                                          new_w if flip else None)
+        bitmasks = [mask_util.decode(mask_util.merge(mask_util.frPyObjects(
+            [p.reshape(-1).tolist() for p in transformed_polygons(instances.segmentations[i], new_w / width,
+                                                                   new_h / height, new_w if flip else None)],
+            new_h, new_w))) for i in np.flatnonzero(instances.iscrowd == 0)]
+        kept = [(i, m) for i, m in zip(np.flatnonzero(instances.iscrowd == 0), bitmasks) if m.any()]
+        assert out["gt_valid"].sum() == len(kept)
+        for slot, (i, bitmask) in enumerate(kept):
+            points = np.concatenate(transformed_polygons(instances.segmentations[i], new_w / width, new_h / height,
+                                                         new_w if flip else None))
             box = out["gt_boxes"][slot]
-            all_points = np.concatenate(points)
             # COCO boxes are the polygons' extents: the box must follow them through resize and flip
-            np.testing.assert_allclose(box, np.r_[all_points.min(0), all_points.max(0)], atol=1e-3)
-            # rasterizing the explicitly transformed polygons in the box's frame gives the same grid
-            in_grid = [((p - box[:2]) * grid / (box[2:] - box[:2])).ravel().tolist() for p in points]
-            reference = mask_util.decode(mask_util.merge(mask_util.frPyObjects(in_grid, grid, grid)))
-            mask = out["gt_masks"][slot]
-            assert (mask & reference).sum() / (mask | reference).sum() > 0.99
-            # the grid's content, mapped back to image pixels, spans the box
-            cols, rows = np.flatnonzero(mask.any(0)), np.flatnonzero(mask.any(1))
-            cell = (box[2:] - box[:2]) / grid
-            extent = np.r_[box[:2] + [cols[0], rows[0]] * cell, box[:2] + [cols[-1] + 1, rows[-1] + 1] * cell]
-            extents_within_tolerance.append((np.abs(extent - box) <= np.maximum(1.0, np.r_[cell, cell])).all())
-    # within 1 px, or one cell where a cell is larger; polygon tips thinner than a cell hold no cell centre,
-    # so a few grids stop further short of their box
-    assert np.mean(extents_within_tolerance) >= 0.97
+            np.testing.assert_allclose(box, np.r_[points.min(0), points.max(0)].clip(0, [new_w, new_h] * 2),
+                                       atol=1e-3)
+            frame = out["gt_mask_frames"][slot]
+            np.testing.assert_allclose(frame, box + [-FRAME_MARGIN, -FRAME_MARGIN, FRAME_MARGIN, FRAME_MARGIN])
+            if slot % 8 == 0:
+                checked += 1
+                grid = out["gt_masks"][slot].astype(np.float64)
+                assert np.abs(grid - expected_grid(bitmask, frame, 64)).max() <= 0.51
+    assert checked >= 20
 
 
 @requires_shared
-def test_mask_grid_labels_each_cell_by_its_centre(cfg):
+def test_rle_masks_follow_detectron2s_nearest_neighbour_resize_and_flip(cfg):
+    """An RLE instance's bitmask is its mask resized by Pillow's nearest neighbour, then flipped."""
     coco = COCO(str(COCO_MINI / "annotations" / "instances_val2017.json"))
-    grid = cfg.input.mask_grid
-    rng = np.random.default_rng(0)
-    errors, checked = [], 0
-    for ann in list(coco.anns.values())[:300]:
-        info = coco.imgs[ann["image_id"]]
-        x, y, w, h = ann["bbox"]
-        box = np.asarray([x, y, min(x + w, info["width"]), min(y + h, info["height"])])
-        if isinstance(ann["segmentation"], dict):
-            rle = mask_util.frPyObjects(ann["segmentation"], info["height"], info["width"])
-            mask = instance_grid(rle["counts"], info["height"], info["width"], box, grid)
-            xs, ys = cell_centres(box, grid)
-            expected = coco.annToMask(ann)[ys.astype(int)[:, None], xs.astype(int)[None, :]]
-            np.testing.assert_array_equal(mask, expected)
-            continue
-        polygons = [np.asarray(p, np.float64) for p in ann["segmentation"]]
-        mask = instance_grid(polygons, info["height"], info["width"], box, grid)
-        contours = [p.reshape(-1, 2).astype(np.float32) for p in polygons]
-        xs, ys = cell_centres(box, grid)
-        cell = max(box[2] - box[0], box[3] - box[1]) / grid
-        for i, j in rng.integers(0, grid, (200, 2)):
-            distance = max(cv2.pointPolygonTest(c, (float(xs[j]), float(ys[i])), True) for c in contours)
-            checked += 1
-            if (distance > 0) != bool(mask[i, j]):
-                errors.append(abs(distance) / cell)
-    # cells are labelled by their centre; only centres closer to the boundary than pycocotools' 1/5-cell
-    # vertex rounding can be wrong: for objects up to 512 px (cells up to 2 px) that is 0.3 px
-    assert checked > 50000 and len(errors) < 0.002 * checked
-    assert max(errors) < 1 / 7
+    ann = next(a for a in coco.anns.values() if isinstance(a["segmentation"], dict))
+    info = coco.imgs[ann["image_id"]]
+    rle = mask_util.frPyObjects(ann["segmentation"], info["height"], info["width"])
+    x, y, w, h = ann["bbox"]
+    instances = RecordInstances(np.array([[x, y, x + w, y + h]]), np.array([3], np.int32), np.array([0], np.int32),
+                                np.array([ann["id"]]), [rle["counts"]])
+    transform = TrainTransform.from_config(load_config(["--input.mask_grid=32"]))
+    image = np.zeros((info["height"], info["width"], 3), np.uint8)
+    out = dict(zip(TRAIN_COLUMNS, transform.transform(image, instances, 640, True)))
+    new_h, new_w = out["image_size"]
+    mask = np.asarray(Image.fromarray(coco.annToMask(ann)).resize((new_w, new_h), Image.Resampling.NEAREST))[:, ::-1]
+    assert out["gt_valid"][0] == 1 and out["gt_classes"][0] == 3
+    grid = out["gt_masks"][0].astype(np.float64)
+    assert np.abs(grid - expected_grid(mask, out["gt_mask_frames"][0], 32)).max() <= 0.51
+
+
+def test_instances_whose_box_or_bitmask_is_empty_at_the_training_size_are_left_out(cfg):
+    """detectron2's filter_empty_instances: a polygon too thin to cover a pixel centre, and a box outside the
+    image, leave no training target; the instance between them keeps its slot order."""
+    image = np.zeros((100, 200, 3), np.uint8)
+    square = np.array([20.0, 20, 60, 20, 60, 60, 20, 60])
+    sliver = np.array([100.1, 10, 100.3, 10, 100.3, 90, 100.1, 90])  # 0.2 px wide: no pixel centre inside
+    outside = np.array([210.0, 10, 220, 10, 220, 20])
+    instances = RecordInstances(np.array([[100.1, 10, 100.3, 90], [20, 20, 60, 60], [210, 10, 220, 20]]),
+                                np.array([1, 2, 3], np.int32), np.zeros(3, np.int32), np.arange(3),
+                                [[sliver], [square], [outside]])
+    out = dict(zip(TRAIN_COLUMNS, TrainTransform.from_config(cfg).transform(image, instances, 100, False)))
+    assert out["gt_valid"].sum() == 1 and out["gt_classes"][0] == 2
+    np.testing.assert_array_equal(out["gt_boxes"][0], [20, 20, 60, 60])
+
+
+def test_without_canvases_training_images_are_padded_to_a_multiple_of_32():
+    cfg = load_config(["--input.train_canvases=[]", "--input.min_size_train=[100]"])
+    image = np.full((100, 150, 3), 7, np.uint8)
+    instances = RecordInstances(np.array([[20.0, 20, 60, 60]]), np.array([1], np.int32), np.zeros(1, np.int32),
+                                np.arange(1), [[np.array([20.0, 20, 60, 20, 60, 60, 20, 60])]])
+    out = dict(zip(TRAIN_COLUMNS, TrainTransform.from_config(cfg).transform(image, instances, 100, False)))
+    assert out["image"].shape == (3, 128, 160) and tuple(out["image_size"]) == (100, 150)
+    assert (out["image"][:, :100, :150] == 7).all() and not out["image"][:, 100:].any()
 
 
 @requires_shared
@@ -256,10 +292,24 @@ def test_train_dataset_yields_static_batches_grouped_by_canvas(mini, cfg):
             assert (boxes[:, 2:] > boxes[:, :2]).all() and (boxes >= 0).all()
             assert (boxes[:, [0, 2]] <= w).all() and (boxes[:, [1, 3]] <= h).all()
             assert batch["gt_masks"][k, :n].reshape(n, -1).any(1).all()
+            np.testing.assert_allclose(batch["gt_mask_frames"][k, :n], boxes + [-FRAME_MARGIN, -FRAME_MARGIN,
+                                                                               FRAME_MARGIN, FRAME_MARGIN])
             assert not batch["gt_masks"][k, n:].any() and not batch["gt_boxes"][k, n:].any()
             assert (batch["gt_classes"][k, :n] < cfg.model.num_classes).all()
     assert canvases_seen == {(800, 1344), (1344, 800)}
     assert count == 45  # more than one pass over the 80 images
+
+
+@requires_shared
+def test_without_canvases_a_batch_is_padded_to_its_largest_image_as_detectron2_pads(mini):
+    cfg = load_config(["--input.train_canvases=[]", "--input.min_size_train=[200,240]", "--input.max_size_train=400"])
+    data = create_train_dataset(mini / "train2017", cfg, batch_size=2, num_batches=4, num_workers=2)
+    for batch in data.create_dict_iterator(output_numpy=True, num_epochs=1):
+        sizes = batch["image_size"]
+        padded = [-(-int(v) // 32) * 32 for v in sizes.max(0)]
+        assert list(batch["image"].shape[2:]) == padded
+        for image, (h, w) in zip(batch["image"], sizes):
+            assert image[:, :h, :w].any() and not image[:, h:].any() and not image[:, :, w:].any()
 
 
 def first_batches(mindrecord_dir, cfg, seed, count):

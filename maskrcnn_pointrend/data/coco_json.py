@@ -38,7 +38,7 @@ class AnnotationFileError(ValueError):
 class Instance:
     """One kept annotation; exactly one of `polygons` and `rle` is set."""
     ann_id: int
-    box: tuple            # (x0, y0, x1, y1) = (x, y, x + w, y + h) of the json bbox, not clipped
+    box: tuple            # (x0, y0, x1, y1) = (x, y, x + w, y + h) of the json bbox in float32, not clipped
     category: int         # contiguous class index (categories sorted by id)
     iscrowd: int
     polygons: list = None  # list of (2P,) float64 [x0, y0, x1, y1, ...] with P >= 3
@@ -201,8 +201,10 @@ def _parse_images(images, path):
 def _parse_bbox(bbox, where, path):
     if len(bbox) != 4 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in bbox):
         raise AnnotationFileError(f"{path}: {where}.bbox must be 4 numbers [x, y, w, h], got {str(bbox)[:60]!r}")
-    x, y, w, h = bbox
-    return (x, y, x + w, y + h)
+    with np.errstate(over="ignore"):  # an overflowing box is skipped as not finite
+        # in float32, as detectron2's BoxMode.convert computes XYWH -> XYXY
+        x, y, w, h = np.asarray(bbox, np.float32)
+        return (float(x), float(y), float(x + w), float(y + h))
 
 
 def _has_area_inside(box, height, width):

@@ -45,7 +45,7 @@ SCHEMA = {
     "height": {"type": "int32"},
     "width": {"type": "int32"},
     "num_instances": {"type": "int32"},                  # N
-    "boxes": {"type": "float32", "shape": [-1]},         # (N * 4) XYXY of the json bbox
+    "boxes": {"type": "float64", "shape": [-1]},         # (N * 4) XYXY of the json bbox, as detectron2 computes it
     "classes": {"type": "int32", "shape": [-1]},         # (N,) contiguous class index
     "iscrowd": {"type": "int32", "shape": [-1]},         # (N,)
     "ann_ids": {"type": "int64", "shape": [-1]},         # (N,) COCO annotation ids
@@ -88,7 +88,7 @@ class OutputExistsError(FileExistsError):
 
 @dataclass
 class RecordInstances:
-    boxes: np.ndarray       # (N, 4) float32 XYXY
+    boxes: np.ndarray       # (N, 4) float64 XYXY
     classes: np.ndarray     # (N,) int32
     iscrowd: np.ndarray     # (N,) int32
     ann_ids: np.ndarray     # (N,) int64
@@ -107,7 +107,7 @@ def encode_record(entry, image_bytes):
         "height": entry.height,
         "width": entry.width,
         "num_instances": len(instances),
-        "boxes": np.asarray([inst.box for inst in instances], np.float32).reshape(-1),
+        "boxes": np.asarray([inst.box for inst in instances], np.float64).reshape(-1),
         "classes": np.asarray([inst.category for inst in instances], np.int32),
         "iscrowd": np.asarray([inst.iscrowd for inst in instances], np.int32),
         "ann_ids": np.asarray([inst.ann_id for inst in instances], np.int64),
@@ -145,7 +145,8 @@ def decode_instances(row):
             segmentations.append(parts[part_ends[i] - poly_counts[i]:part_ends[i]])
         else:
             segmentations.append(rle_bytes[rle_ends[i] - rle_lengths[i]:rle_ends[i]])
-    return RecordInstances(_flat(row["boxes"], 4 * n).reshape(n, 4), _flat(row["classes"], n),
+    boxes = _flat(row["boxes"], 4 * n).astype(np.float64).reshape(n, 4)  # conversions before 2026-11 hold float32
+    return RecordInstances(boxes, _flat(row["classes"], n),
                            _flat(row["iscrowd"], n), _flat(row["ann_ids"], n), segmentations)
 
 

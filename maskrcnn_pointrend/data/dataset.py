@@ -1,12 +1,16 @@
 """mindspore.dataset pipelines over a converted COCO MindRecord directory (see coco_mindrecord).
 
-Training (detectron2's PointRend recipe, with static shapes): decode, resize the shorter side to a random
-choice of cfg.input.min_size_train (longer side <= max_size_train), flip horizontally with p = 0.5, pad
-to the landscape or portrait canvas of cfg.input.train_canvases; a batch holds images of one canvas.
-Targets: the non-crowd instances (crowd ones are left out, as detectron2 does), boxes clipped to the
-image, at most cfg.input.max_instances per image (the largest boxes are kept), padded to that many
-slots with a validity mask; each mask as a box-aligned MxM grid (gt_masks). Images without a non-crowd
-instance are dropped. Normalization happens inside the network: images stay uint8 BGR, zero-padded.
+Training (detectron2's PointRend recipe and DatasetMapper, with static shapes): decode, resize the shorter side
+to a random choice of cfg.input.min_size_train (longer side <= max_size_train), flip horizontally with
+p = 0.5, pad to the landscape or portrait canvas of cfg.input.train_canvases (a batch holds images of one
+canvas; the network ignores the anchors over the padding beyond each image's own multiple of
+size_divisibility), or without canvases to a multiple of size_divisibility as detectron2 pads (one compiled
+graph per padded batch shape). Targets: the non-crowd instances whose box and bitmask stay non-empty at the
+training size (crowd and empty ones are left out, as detectron2 does), boxes clipped to the image, at most
+cfg.input.max_instances per image (the largest boxes are kept), padded to that many slots with a validity
+mask; each mask as an MxM grid over a frame around its box (gt_masks, gt_mask_frames; see gt_masks). Images
+without a non-crowd instance are dropped. Normalization happens inside the network: images stay uint8 BGR,
+zero-padded.
 
 Test: resize to min_size_test / max_size_test, zero-pad to a multiple of size_divisibility, one image
 at a time, in file order, with its original size to paste results back.
@@ -17,24 +21,24 @@ import mindspore.dataset as ds
 import numpy as np
 
 from .coco_mindrecord import INSTANCE_COLUMNS, decode_instances, mindrecord_files, read_image_index
-from .gt_masks import instance_grid
-from .transforms import (clip_boxes, hflip_boxes, pad_chw, preprocess_for_inference, read_image_bgr, resize_image,
-                         resize_shortest_edge_shape, scale_boxes)
+from .gt_masks import ResizeFlip, instance_grid, nonempty_boxes
+from .transforms import (pad_chw, padded_size, preprocess_for_inference, read_image_bgr, resize_image,
+                         resize_shortest_edge_shape)
 
 logger = logging.getLogger(__name__)
 
-TRAIN_COLUMNS = ("image", "image_size", "gt_boxes", "gt_classes", "gt_valid", "gt_masks")
+TRAIN_COLUMNS = ("image", "image_size", "gt_boxes", "gt_classes", "gt_valid", "gt_masks", "gt_mask_frames")
 TEST_COLUMNS = ("image", "image_size", "original_size", "image_id")
 
 
-def training_instance_indices(boxes, iscrowd, max_instances):
-    """(N, 4) boxes, (N,) iscrowd -> indices of the non-crowd instances, the `max_instances` largest boxes
-    when there are more, in record order."""
-    kept = np.flatnonzero(iscrowd == 0)
-    if len(kept) > max_instances:
-        areas = (boxes[kept, 2] - boxes[kept, 0]) * (boxes[kept, 3] - boxes[kept, 1])
-        kept = np.sort(kept[np.argsort(-areas, kind="stable")[:max_instances]])
-    return kept
+def largest_boxes(indices, boxes, max_instances):
+    """Instance indices -> the `max_instances` of them with the largest boxes (N, 4) when there are more, in
+    their original order."""
+    indices = np.asarray(indices, np.int64)
+    if len(indices) > max_instances:
+        areas = (boxes[indices, 2] - boxes[indices, 0]) * (boxes[indices, 3] - boxes[indices, 1])
+        indices = np.sort(indices[np.argsort(-areas, kind="stable")[:max_instances]])
+    return indices
 
 
 def training_selection_counts(image_index, max_instances):
@@ -72,7 +76,8 @@ def orientation_canvases(canvases, max_short_edge, max_size):
 class TrainTransform:
     """A record -> one training sample (TRAIN_COLUMNS), its random scale and flip drawn from its aug seed."""
 
-    def __init__(self, min_sizes, sampling, max_size, random_flip, canvases, max_instances, grid_size):
+    def __init__(self, min_sizes, sampling, max_size, random_flip, canvases, size_divisibility, max_instances,
+                 grid_size):
         if sampling not in ("choice", "range") or (sampling == "range" and len(min_sizes) != 2):
             raise ValueError(f"min_size_train_sampling must be 'choice', or 'range' with two sizes; got {sampling!r} "
                              f"with {min_sizes}")
@@ -82,7 +87,8 @@ class TrainTransform:
         self.sampling = sampling
         self.max_size = max_size
         self.flip_probability = 0.5 if random_flip == "horizontal" else 0.0
-        self.landscape, self.portrait = orientation_canvases(canvases, max(min_sizes), max_size)
+        self.canvases = orientation_canvases(canvases, max(min_sizes), max_size) if canvases else None
+        self.size_divisibility = size_divisibility
         self.max_instances = max_instances
         self.grid_size = grid_size
 
@@ -90,7 +96,7 @@ class TrainTransform:
     def from_config(cls, cfg):
         i = cfg.input
         return cls(i.min_size_train, i.min_size_train_sampling, i.max_size_train, i.random_flip, i.train_canvases,
-                   i.max_instances, i.mask_grid)
+                   i.size_divisibility, i.max_instances, i.mask_grid)
 
     def sample_short_edge(self, rng):
         if self.sampling == "range":
@@ -105,31 +111,40 @@ class TrainTransform:
         return self.transform(read_image_bgr(image.tobytes()), instances, short_edge, flip)
 
     def transform(self, image, instances, short_edge, flip):
-        """(H, W, 3) uint8 BGR, RecordInstances -> the TRAIN_COLUMNS arrays of one image (no batch axis)."""
+        """(H, W, 3) uint8 BGR, RecordInstances -> the TRAIN_COLUMNS arrays of one image (no batch axis).
+
+        As detectron2's DatasetMapper: boxes and polygons follow the resize and flip (then boxes are clipped to
+        the image), crowd instances are left out, and so are instances whose box or bitmask is empty at the
+        training size (filter_empty_instances)."""
         height, width = image.shape[:2]
         new_h, new_w = resize_shortest_edge_shape(height, width, short_edge, self.max_size)
         resized = resize_image(image, new_h, new_w)
-        boxes = clip_boxes(instances.boxes, height, width)
-        kept = training_instance_indices(boxes, instances.iscrowd, self.max_instances)
+        geometry = ResizeFlip(height, width, new_h, new_w, flip)
+        boxes = geometry.boxes(instances.boxes)
+        candidates = np.flatnonzero((instances.iscrowd == 0) & nonempty_boxes(boxes))
+        grids = {i: instance_grid(instances.segmentations[i], geometry, boxes[i], self.grid_size) for i in candidates}
+        kept = largest_boxes([i for i in candidates if grids[i][2]], boxes, self.max_instances)
         slots, grid = self.max_instances, self.grid_size
         masks = np.zeros((slots, grid, grid), np.uint8)
+        frames = np.zeros((slots, 4), np.float32)
         for slot, i in enumerate(kept):
-            # box-aligned grids do not change with the scale; a flip reverses their columns (see gt_masks)
-            mask = instance_grid(instances.segmentations[i], height, width, boxes[i], grid)
-            masks[slot] = mask[:, ::-1] if flip else mask
-        boxes = scale_boxes(boxes[kept], new_w / width, new_h / height)
-        if flip:
-            resized = resized[:, ::-1]
-            boxes = hflip_boxes(boxes, new_w)
+            masks[slot], frames[slot] = grids[i][:2]
         gt_boxes = np.zeros((slots, 4), np.float32)
-        gt_boxes[:len(kept)] = boxes
+        gt_boxes[:len(kept)] = boxes[kept]
         gt_classes = np.zeros(slots, np.int32)
         gt_classes[:len(kept)] = instances.classes[kept]
         gt_valid = np.zeros(slots, np.float32)
         gt_valid[:len(kept)] = 1.0
-        canvas = self.landscape if width > height else self.portrait
-        return (pad_chw(resized, *canvas), np.asarray([new_h, new_w], np.int32), gt_boxes, gt_classes, gt_valid,
-                masks)
+        canvas = self.canvas(new_h, new_w, width > height)
+        image = pad_chw(resized[:, ::-1] if flip else resized, *canvas)
+        return image, np.asarray([new_h, new_w], np.int32), gt_boxes, gt_classes, gt_valid, masks, frames
+
+    def canvas(self, new_h, new_w, landscape):
+        """(H, W) the training image is padded to: its orientation's canvas, or without canvases the image's
+        size rounded up to a multiple of size_divisibility (detectron2's padding of a single image)."""
+        if self.canvases is None:
+            return padded_size(new_h, new_w, self.size_divisibility)
+        return self.canvases[0] if landscape else self.canvases[1]
 
 
 def record_canvases(image_index):
@@ -170,7 +185,8 @@ def create_train_dataset(mindrecord_dir, cfg, batch_size, num_batches, num_shard
                          num_workers=2, start_batch=0):
     """-> a dataset of `num_batches` batches with TRAIN_COLUMNS: image (B, 3, Hc, Wc) uint8, image_size (B, 2)
     int32, gt_boxes (B, K, 4) float32, gt_classes (B, K) int32, gt_valid (B, K) float32, gt_masks (B, K, M, M)
-    uint8, K = cfg.input.max_instances, M = cfg.input.mask_grid.
+    uint8, gt_mask_frames (B, K, 4) float32, K = cfg.input.max_instances, M = cfg.input.mask_grid. Without
+    canvases the images of a batch are padded to the largest of them (each a multiple of size_divisibility).
 
     The batches are numbers start_batch, start_batch + 1, ... of the training stream of `seed` (default
     cfg.seed; see training_stream) in global batches of num_shards * batch_size images, of which rank
@@ -209,7 +225,10 @@ def create_train_dataset(mindrecord_dir, cfg, batch_size, num_batches, num_shard
     data = ds.zip((data, seeds))
     data = data.map(transform, input_columns=["image", "aug_seed", *INSTANCE_COLUMNS],
                     output_columns=list(TRAIN_COLUMNS), num_parallel_workers=num_workers)
-    data = data.batch(batch_size, drop_remainder=True)
+    if transform.canvases:
+        data = data.batch(batch_size, drop_remainder=True)
+    else:
+        data = data.padded_batch(batch_size, drop_remainder=True, pad_info={"image": ([3, None, None], 0)})
     return data.project(list(TRAIN_COLUMNS))
 
 

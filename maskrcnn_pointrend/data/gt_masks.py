@@ -1,62 +1,114 @@
-"""Instance masks as box-aligned MxM grids, the ground truth PointRend's point supervision samples.
+"""Instance masks for PointRend's training targets: each instance's bitmask as detectron2 makes it at the
+training resolution, kept as its bilinear interpolant sampled on an MxM grid over a frame around its box.
 
-Cell (i, j) of an instance's grid covers the box-normalized square [j/M, (j+1)/M] x [i/M, (i+1)/M] of its
-box (x0, y0, x1, y1) and holds the mask value at the cell centre, the image point
-(x0 + (j + 0.5) / M * (x1 - x0), y0 + (i + 0.5) / M * (y1 - y0)). Image pixel p covers [p, p + 1].
+detectron2 transforms the polygons (resize, flip), rasterizes them with pycocotools at the resized image's
+pixels, and samples that bitmask bilinearly (zero outside the image) for the point labels and for the coarse
+target. A bitmask per instance at canvas size would cost 100 x 800 x 1344 bytes per image; instead each
+instance keeps the bilinear interpolant of its bitmask at the cell centres of a grid over its frame, the box
+grown by FRAME_MARGIN pixels (the interpolant of the box's edge pixels reaches half a pixel beyond the
+box), as uint8 probabilities x 255. Bilinear samples of that grid are then detectron2's bilinear samples of
+the bitmask, up to the grid's resolution and the uint8 rounding.
 
-Resizing an image together with its boxes leaves box-normalized coordinates unchanged, and a horizontal
-flip maps u to 1 - u, i.e. reverses the grid's columns. A grid computed from the original annotation and
-its box is therefore exact for every training scale.
+Pixel (i, j) covers [j, j + 1) x [i, i + 1); grid cell (a, b) of a frame (x0, y0, x1, y1) holds the
+interpolant at (x0 + (b + 0.5) / M * (x1 - x0), y0 + (a + 0.5) / M * (y1 - y0)).
 """
+from dataclasses import dataclass
+
 import numpy as np
 import pycocotools.mask as mask_util
+from PIL import Image
 
-# Vertices are clamped to +-64 grid widths, which bounds pycocotools' work (it walks the boundary); only a
-# box far smaller than its polygon (not COCO's tight boxes) has vertices that far out.
-MAX_GRID_SPAN = 64
+from maskrcnn.postprocess import interpolation_weights
 
-
-def polygons_grid(polygons, box, grid_size):
-    """Polygons [(2P,) x0, y0, x1, y1, ...] in image pixels, box (4,) XYXY -> (M, M) uint8 union mask.
-
-    pycocotools rasterizes them in grid coordinates, where a cell is a unit square as an image pixel is
-    to it: the result is what pycocotools' annToMask would give on an image of the box at MxM pixels.
-    """
-    x0, y0, x1, y1 = box
-    origin = np.asarray([x0, y0])
-    cells_per_pixel = np.asarray([grid_size / (x1 - x0), grid_size / (y1 - y0)])
-    limit = MAX_GRID_SPAN * grid_size
-    in_grid = [np.clip((p.reshape(-1, 2) - origin) * cells_per_pixel, -limit, limit).reshape(-1)
-               for p in polygons]
-    rles = mask_util.frPyObjects([p.tolist() for p in in_grid], grid_size, grid_size)
-    return mask_util.decode(mask_util.merge(rles))
+# Pixels the frame extends beyond each side of the box.
+FRAME_MARGIN = 1.0
+GRID_SCALE = 255  # uint8 grid value of probability 1
 
 
-def cell_centres(box, grid_size):
-    """box (4,) XYXY -> x (M,), y (M,): image coordinates of the grid's cell centres."""
-    x0, y0, x1, y1 = box
-    u = (np.arange(grid_size) + 0.5) / grid_size
-    return x0 + u * (x1 - x0), y0 + u * (y1 - y0)
+@dataclass(frozen=True)
+class ResizeFlip:
+    """The training transform of an image and its annotations: resize from (height, width) to (new_h, new_w),
+    then an optional horizontal flip."""
+    height: int
+    width: int
+    new_h: int
+    new_w: int
+    flip: bool
+
+    def coords(self, points):
+        """(P, 2) float64 (x, y) in original pixels -> transformed pixels, as detectron2 applies its
+        ResizeTransform and HFlipTransform to polygon and box coordinates (float64)."""
+        out = points * [self.new_w * 1.0 / self.width, self.new_h * 1.0 / self.height]
+        if self.flip:
+            out[:, 0] = self.new_w - out[:, 0]
+        return out
+
+    def boxes(self, boxes):
+        """(N, 4) XYXY in original pixels -> (N, 4) float32 in the transformed image, clipped to it (float64
+        arithmetic, then float32, as detectron2's transform_instance_annotations)."""
+        corners = np.asarray(boxes, np.float64).reshape(-1, 4)[:, [0, 1, 2, 1, 0, 3, 2, 3]].reshape(-1, 4, 2)
+        moved = self.coords(corners.reshape(-1, 2)).reshape(-1, 4, 2)
+        out = np.concatenate([moved.min(1), moved.max(1)], axis=1).clip(min=0)
+        return np.minimum(out, [self.new_w, self.new_h, self.new_w, self.new_h]).astype(np.float32)
 
 
-def sample_grid(mask, box, grid_size):
-    """(H, W) mask -> (M, M): the pixel under each cell centre of `box` (0 outside the image)."""
-    height, width = mask.shape
-    xs, ys = cell_centres(box, grid_size)
-    cols, rows = np.floor(xs).astype(np.int64), np.floor(ys).astype(np.int64)
-    inside = ((rows >= 0) & (rows < height))[:, None] & ((cols >= 0) & (cols < width))[None, :]
-    grid = mask[np.clip(rows, 0, height - 1)[:, None], np.clip(cols, 0, width - 1)[None, :]]
-    return np.where(inside, grid, 0).astype(np.uint8)
+def nonempty_boxes(boxes, threshold=1e-5):
+    """(N, 4) XYXY -> (N,) bool: width and height above `threshold` (detectron2's Boxes.nonempty)."""
+    return ((boxes[:, 2] - boxes[:, 0]) > threshold) & ((boxes[:, 3] - boxes[:, 1]) > threshold)
 
 
-def rle_grid(rle_counts, height, width, box, grid_size):
-    """Compressed RLE counts of an (height, width) mask, box (4,) XYXY -> (M, M) uint8."""
-    mask = mask_util.decode({"size": [height, width], "counts": rle_counts})
-    return sample_grid(mask, box, grid_size)
+def mask_frame(box):
+    """(4,) XYXY box -> (4,) float32 frame of its mask grid."""
+    return np.asarray(box, np.float32) + np.float32(FRAME_MARGIN) * np.asarray([-1, -1, 1, 1], np.float32)
 
 
-def instance_grid(segmentation, height, width, box, grid_size):
-    """A polygon list or RLE bytes of an instance of an (height, width) image -> (M, M) uint8 grid of `box`."""
+def pixel_window(frame, image_hw):
+    """The integer pixel window (x0, y0, x1, y1) that covers `frame` (XYXY) with a pixel to spare, clipped to the
+    image: every pixel a bilinear sample inside the frame reads."""
+    height, width = image_hw
+    x0, y0 = (max(int(np.floor(v)) - 1, 0) for v in frame[:2])
+    x1, y1 = min(int(np.ceil(frame[2])) + 1, width), min(int(np.ceil(frame[3])) + 1, height)
+    return x0, y0, max(x1, x0), max(y1, y0)
+
+
+def polygons_bitmask(polygons, image_hw):
+    """Transformed polygons [(2P,) float64] -> (H, W) uint8 bitmask of the image, as detectron2's
+    polygons_to_bitmask rasterizes them (pycocotools at the image size: its rounding of 5 * x + 0.5 makes the
+    result depend on the coordinates exactly, so they are not shifted into a smaller window)."""
+    height, width = image_hw
+    return mask_util.decode(mask_util.merge(mask_util.frPyObjects([p.tolist() for p in polygons], height, width)))
+
+
+def rle_bitmask(rle_counts, geometry):
+    """Compressed RLE counts of an original-size mask -> the (new_h, new_w) uint8 bitmask of the transformed
+    image: Pillow nearest-neighbour resize, then the flip (detectron2's apply_segmentation)."""
+    mask = mask_util.decode({"size": [geometry.height, geometry.width], "counts": rle_counts})
+    resized = np.asarray(Image.fromarray(mask).resize((geometry.new_w, geometry.new_h), Image.Resampling.NEAREST))
+    return resized[:, ::-1] if geometry.flip else resized
+
+
+def sample_frame(bitmask, origin, frame, grid_size):
+    """(h, w) bitmask whose pixel (0, 0) is image pixel `origin` (x, y) -> (M, M) float32 bilinear interpolant
+    (zero outside the bitmask) at the cell centres of `frame`."""
+    centres = (np.arange(grid_size, dtype=np.float64) + 0.5) / grid_size
+    xs = frame[0] + centres * (frame[2] - frame[0]) - 0.5 - origin[0]
+    ys = frame[1] + centres * (frame[3] - frame[1]) - 0.5 - origin[1]
+    rows = interpolation_weights(ys, bitmask.shape[0])
+    cols = interpolation_weights(xs, bitmask.shape[1])
+    return rows @ bitmask.astype(np.float32) @ cols.T
+
+
+def instance_grid(segmentation, geometry, box, grid_size):
+    """An instance's original polygons [(2P,) float64] or RLE counts (bytes), the image's ResizeFlip and the
+    instance's transformed box -> ((M, M) uint8 grid over mask_frame(box), its frame (4,) float32, whether
+    the bitmask has any pixel (detectron2 drops instances whose bitmask is empty))."""
     if isinstance(segmentation, bytes):
-        return rle_grid(segmentation, height, width, box, grid_size)
-    return polygons_grid(segmentation, box, grid_size)
+        bitmask = rle_bitmask(segmentation, geometry)
+    else:
+        polygons = [geometry.coords(p.reshape(-1, 2)).reshape(-1) for p in segmentation]
+        bitmask = polygons_bitmask(polygons, (geometry.new_h, geometry.new_w))
+    frame = mask_frame(box)
+    x0, y0, x1, y1 = pixel_window(frame, bitmask.shape)
+    values = sample_frame(bitmask[y0:y1, x0:x1], (x0, y0), frame, grid_size)
+    grid = np.rint(np.clip(values, 0.0, 1.0) * GRID_SCALE).astype(np.uint8)
+    return grid, frame, bool(bitmask.any())

@@ -1,4 +1,4 @@
-"""Pure image and box transforms with detectron2's exact semantics (our inference must equal detectron2's).
+"""Pure image transforms with detectron2's exact semantics (our inference must equal detectron2's).
 
 Images are uint8 HWC BGR as detectron2's `read_image(format="BGR")` returns them; resizing is Pillow
 bilinear as detectron2's `ResizeTransform` does for uint8 images, to the size its `ResizeShortestEdge`
@@ -101,21 +101,3 @@ def preprocess_for_inference(image, min_size, max_size, size_divisibility):
     new_h, new_w = resize_shortest_edge_shape(height, width, min_size, max_size)
     padded = pad_chw(resize_image(image, new_h, new_w), *padded_size(new_h, new_w, size_divisibility))
     return padded, (new_h, new_w), (new_w / width, new_h / height)
-
-
-def scale_boxes(boxes, sx, sy):
-    """(N, 4) XYXY -> (N, 4) XYXY with x scaled by sx and y by sy."""
-    return boxes * np.asarray([sx, sy, sx, sy], dtype=boxes.dtype)
-
-
-def hflip_boxes(boxes, width):
-    """(N, 4) XYXY in an image `width` wide -> the boxes of the horizontally flipped image."""
-    flipped = boxes.copy()
-    flipped[:, 0] = width - boxes[:, 2]
-    flipped[:, 2] = width - boxes[:, 0]
-    return flipped
-
-
-def clip_boxes(boxes, height, width):
-    """(N, 4) XYXY -> (N, 4) clipped to [0, width] x [0, height]."""
-    return np.clip(boxes, 0, np.asarray([width, height, width, height], dtype=boxes.dtype))
