@@ -81,7 +81,9 @@ def benchmark_infer(args, cfg):
 
 def training_batch(rng, num_images, canvas, cfg):
     """A fixed training batch like detectron2's reference measurement: images of `canvas` with 3 instances
-    each (random boxes, each mask a filled ellipse in its box grid), as the train pipeline delivers them."""
+    each (random boxes, each mask a filled ellipse in its grid), as the train pipeline delivers them."""
+    from maskrcnn_pointrend.data.gt_masks import GRID_SCALE, mask_frame
+
     height, width = canvas
     slots, grid = cfg.input.max_instances, cfg.input.mask_grid
     boxes = np.zeros((num_images, slots, 4), np.float32)
@@ -91,13 +93,15 @@ def training_batch(rng, num_images, canvas, cfg):
     yy, xx = np.mgrid[:grid, :grid]
     ellipse = ((yy - grid / 2 + 0.5) ** 2 + (xx - grid / 2 + 0.5) ** 2 <= (grid / 2) ** 2).astype(np.uint8)
     masks = np.zeros((num_images, slots, grid, grid), np.uint8)
-    masks[:, :3] = ellipse
+    masks[:, :3] = ellipse * GRID_SCALE
+    frames = np.zeros((num_images, slots, 4), np.float32)
+    frames[:, :3] = [[mask_frame(box) for box in image_boxes[:3]] for image_boxes in boxes]
     valid = np.zeros((num_images, slots), np.float32)
     valid[:, :3] = 1
     classes = np.zeros((num_images, slots), np.int32)
     classes[:, :3] = rng.integers(0, cfg.model.num_classes, (num_images, 3))
     images = rng.integers(0, 256, (num_images, 3, height, width), dtype=np.uint8)
-    return images, np.full((num_images, 2), canvas, np.int32), boxes, classes, valid, masks
+    return images, np.full((num_images, 2), canvas, np.int32), boxes, classes, valid, masks, frames
 
 
 def benchmark_train(args, cfg):

@@ -174,11 +174,11 @@ def run_iterations(step, net, dataset, cfg, start_iter, max_iter, rank, checkpoi
             data_time = time.perf_counter() - started
             randomness = step_randomness(cfg, cfg.seed, iteration, rank * batch_size, batch_size, batch[0].shape[2:])
             lr = schedule(iteration)
-            losses, applied = step(iteration, loss_inputs(batch, randomness), lr)
+            losses, applied, nms_converged = step(iteration, loss_inputs(batch, randomness), lr)
             if not applied:
                 logger.warning("iteration %d: the gradients overflowed in float16; update skipped, loss scale now %g",
                                iteration, float(step.loss_scaler.scale_value.asnumpy()))
-            metrics.record(iteration, losses, lr, time.perf_counter() - started, data_time)
+            metrics.record(iteration, losses, lr, time.perf_counter() - started, data_time, nms_converged)
             iteration += 1
             periodic = iteration % cfg.solver.checkpoint_period == 0
             if rank == 0 and iteration < max_iter and (periodic or stop.received):

@@ -15,7 +15,8 @@ class GeneralizedRCNN(nn.Cell):
     `complete` (N,) is False where a fixed-size selection step may have cut the exact result short (see
     box_ops.nms and roi_heads.select_detections)."""
 
-    def __init__(self, backbone, proposal_generator, roi_heads, pixel_mean, pixel_std, input_format):
+    def __init__(self, backbone, proposal_generator, roi_heads, pixel_mean, pixel_std, input_format,
+                 size_divisibility):
         super().__init__()
         self.backbone = backbone
         self.proposal_generator = proposal_generator
@@ -25,6 +26,7 @@ class GeneralizedRCNN(nn.Cell):
         if input_format not in ("BGR", "RGB"):
             raise ValueError(f"input format {input_format!r}: expected BGR or RGB")
         self.reverse_channels = input_format == "RGB"  # images arrive BGR
+        self.size_divisibility = max(size_divisibility, 1)
 
     def normalize(self, images, image_size):
         """uint8 BGR (N, 3, H, W) -> float (x - mean) / std in the model's channel order, zero outside the
@@ -37,30 +39,40 @@ class GeneralizedRCNN(nn.Cell):
         cols = ops.arange(x.shape[3], dtype=ms.int32).reshape(1, 1, 1, -1) < image_size[:, 1].reshape(-1, 1, 1, 1)
         return x * ops.logical_and(rows, cols).astype(ms.float32)
 
+    def padded_size(self, image_size):
+        """(N, 2) image sizes -> (N, 2) int32: each rounded up to a multiple of size_divisibility, the input
+        detectron2 gives the network for that image alone. An input padded further (a fixed training canvas)
+        has anchors beyond it, which the RPN leaves out."""
+        d = self.size_divisibility
+        return ((image_size.astype(ms.int32) + (d - 1)) // d) * d
+
     def features(self, images, image_size):
         """Pyramid features (p2, ..., p6) of uint8 images (N, 3, H, W)."""
         return self.backbone(self.normalize(images, image_size))
 
     def construct(self, images, image_size):
         features = self.features(images, image_size)
-        proposals, valid, rpn_converged, _ = self.proposal_generator(features, image_size)
+        proposals, _, valid, rpn_converged, _ = self.proposal_generator(features, image_size,
+                                                                         self.padded_size(image_size))
         outputs = self.roi_heads(features, proposals, valid, image_size)
         return outputs[:4] + (ops.logical_and(outputs[4], rpn_converged),) + outputs[5:]
 
-    def losses(self, images, image_size, gt_boxes, gt_classes, gt_valid, gt_masks, rpn_keys, roi_keys,
-               *mask_random):
-        """Training losses (rpn objectness, rpn box, box classification, box regression[, mask head's ...]).
+    def losses(self, images, image_size, gt_boxes, gt_classes, gt_valid, gt_masks, gt_mask_frames, rpn_keys,
+               roi_keys, *mask_random):
+        """Training losses (rpn objectness, rpn box, box classification, box regression[, mask head's ...]) and
+        nms_converged (N,) of the RPN's proposal selection (see box_ops.nms).
 
         gt_* hold K padded ground-truth slots per image (gt_valid marks real ones; gt_masks (N, K, G, G) are
-        box-aligned grids); rpn_keys (N, A) and roi_keys (N, P + K) uniform [0, 1) drive the random
-        sampling, mask_random goes to the mask head, so one step is a pure function of its inputs.
+        mask grids over gt_mask_frames (N, K, 4)); rpn_keys (N, A) and roi_keys (N, P + K) uniform [0, 1) drive
+        the random sampling, mask_random goes to the mask head, so one step is a pure function of its inputs.
         """
         features = self.features(images, image_size)
-        proposals, valid, _, head_outputs = self.proposal_generator(features, image_size)
+        proposals, _, valid, converged, head_outputs = self.proposal_generator(features, image_size,
+                                                                               self.padded_size(image_size))
         rpn_losses = self.proposal_generator.losses(head_outputs, gt_boxes, gt_valid, rpn_keys)
         roi_losses = self.roi_heads.losses(features, proposals, valid, gt_boxes, gt_classes, gt_valid, gt_masks,
-                                           roi_keys, mask_random)
-        return rpn_losses + roi_losses
+                                           gt_mask_frames, roi_keys, mask_random)
+        return rpn_losses + roi_losses, converged
 
 
 def build_detector(cfg, mask_head_builder=None):
@@ -77,4 +89,4 @@ def build_detector(cfg, mask_head_builder=None):
     mask_head = mask_head_builder(m, feature_strides) if mask_head_builder else None
     roi_heads = ROIHeads(m, feature_strides, mask_head)
     return GeneralizedRCNN(backbone, proposal_generator, roi_heads, cfg.input.pixel_mean, cfg.input.pixel_std,
-                           cfg.input.format)
+                           cfg.input.format, cfg.input.size_divisibility)

@@ -1,13 +1,15 @@
 """ROI heads: box classification/regression on proposals, detection selection, and an optional mask head.
 
-Training losses are normalized per image and averaged over images (for one image this is detectron2's
-normalization), so N devices with B images each and one device with N * B images compute the same gradient.
+Training losses average over the sampled ROIs of the device's batch, as detectron2 does
+(loss_normalization "batch"), or over each image's ROIs and then over images ("image"), so that N devices
+with B images each and one device with N * B images compute the same gradient.
 
 The mask head is any Cell called as mask_head(features, boxes (N, D, 4), classes (N, D), valid (N, D)) ->
 (N, D, S, S) mask probabilities in the box frame, with a method mask_head.losses(features, boxes (N, M, 4),
-classes (N, M), foreground (N, M), gt_boxes (N, M, 4), gt_masks (N, K, G, G), gt_index (N, M), *mask_random) ->
-tuple of losses, where gt_masks are every ground-truth instance's mask on a G x G grid aligned with its box and
-gt_index the instance slot matched by each box; this module knows nothing else about it.
+classes (N, M), weights (N, M), gt_index (N, M), gt_masks, gt_mask_frames, *mask_random) -> tuple of losses,
+where weights are each box's weight in the average over boxes (0 for boxes that are not foreground), gt_index
+the ground-truth slot matched by each box, and gt_masks / gt_mask_frames the ground-truth masks in whatever
+form the mask head takes them, per slot; this module knows nothing else about it.
 """
 import mindspore as ms
 from mindspore import nn, ops
@@ -15,7 +17,7 @@ from mindspore import nn, ops
 from .box_coder import BoxCoder
 from .box_head import FastRCNNFCHead, FastRCNNPredictor
 from .box_ops import clip_boxes, nms, pairwise_iou
-from .losses import smooth_l1
+from .losses import average_weights, smooth_l1
 from .matcher import NEGATIVE, POSITIVE, match
 from .poolers import ROIPooler
 from .sampler import subsample
@@ -66,6 +68,10 @@ class ROIHeads(nn.Cell):
         self.batch_size_per_image = cfg_roi.batch_size_per_image
         self.positive_fraction = cfg_roi.positive_fraction
         self.proposal_append_gt = cfg_roi.proposal_append_gt
+        if cfg_roi.loss_normalization not in ("batch", "image"):
+            raise ValueError(f"model.roi_heads.loss_normalization must be 'batch' or 'image', got "
+                             f"{cfg_roi.loss_normalization!r}")
+        self.per_image_losses = cfg_roi.loss_normalization == "image"
         self.mask_head = mask_head
         self.num_classes = cfg_model.num_classes
         self.score_thresh = cfg_roi.score_thresh_test
@@ -134,17 +140,17 @@ class ROIHeads(nn.Cell):
         return tuple(ops.stack(x) for x in zip(*outputs))
 
     def box_losses(self, cls_logits, deltas, boxes, classes, matched_gt_boxes, foreground, sampled):
-        """Softmax cross-entropy over K + 1 classes and L1 on the ground-truth class's deltas of foreground
-        ROIs, each normalized by the image's number of sampled ROIs, averaged over images. Shapes (N, S, ...)."""
-        weight = sampled.astype(ms.float32)
-        normalizer = ops.maximum(weight.sum(1), 1.0)
+        """Softmax cross-entropy over K + 1 classes, averaged over the sampled ROIs, and L1 on the ground-truth
+        class's deltas of the foreground ones, divided by the same count (detectron2's fast_rcnn losses).
+        Shapes (N, S, ...)."""
+        weight = average_weights(sampled, self.per_image_losses)
         log_probs = ops.log_softmax(cls_logits, -1)
         class_log_probs = ops.gather_elements(log_probs, 2, classes[..., None].astype(ms.int32))[..., 0]
-        loss_cls = (-(class_log_probs * weight).sum(1) / normalizer).mean()
+        loss_cls = -(class_log_probs * weight).sum()
         class_deltas = self._class_deltas(deltas, classes)
         targets = self.box_coder.encode(ops.where(foreground[..., None], matched_gt_boxes, boxes), boxes)
         loss = smooth_l1(class_deltas - ops.stop_gradient(targets), self.smooth_l1_beta).sum(-1)
-        loss_box_reg = ((loss * foreground.astype(ms.float32)).sum(1) / normalizer).mean()
+        loss_box_reg = (loss * foreground.astype(ms.float32) * weight).sum()
         return loss_cls, loss_box_reg
 
     def _class_deltas(self, deltas, classes):
@@ -154,22 +160,27 @@ class ROIHeads(nn.Cell):
         index = ops.clamp(classes, 0, self.num_classes - 1).astype(ms.int32).reshape(num_images, num_boxes, 1, 1)
         return ops.gather_elements(per_class, 2, ops.broadcast_to(index, (num_images, num_boxes, 1, 4)))[:, :, 0]
 
-    def losses(self, features, proposals, proposal_valid, gt_boxes, gt_classes, gt_valid, gt_masks, roi_keys,
-               mask_random):
-        """Training: (loss_cls, loss_box_reg) + the mask head's losses on the foreground ROIs, whose boxes are
-        the box head's regression for their ground-truth class when train_on_pred_boxes (no gradient)."""
-        boxes, classes, matched, foreground, sampled = self.label_and_sample(
-            proposals, proposal_valid, gt_boxes, gt_classes, gt_valid, roi_keys)
+    def box_training(self, features, sample, gt_boxes):
+        """A label_and_sample result and gt_boxes (N, K, 4) -> ((loss_cls, loss_box_reg), the mask head's ROIs):
+        the foreground slots' boxes (N, M, 4) -- the box head's regression for their ground-truth class when
+        train_on_pred_boxes (no gradient) --, classes (N, M), loss weights (N, M) and ground-truth slots (N, M)."""
+        boxes, classes, matched, foreground, sampled = sample
         cls_logits, deltas = self.box_features(features, boxes, sampled)
         matched_gt_boxes = ops.gather_elements(gt_boxes, 1, ops.broadcast_to(matched[..., None], boxes.shape))
         losses = self.box_losses(cls_logits, deltas, boxes, classes, matched_gt_boxes, foreground, sampled)
-        if self.mask_head is None:
-            return losses
         if self.train_on_pred_boxes:
             boxes = ops.stop_gradient(self.box_coder.decode(self._class_deltas(deltas, classes), boxes))
         # Foreground ROIs come first; there are at most this many per image.
         num_fg = int(self.batch_size_per_image * self.positive_fraction)
-        fg_classes = ops.clamp(classes[:, :num_fg], 0, self.num_classes - 1)  # background slots are masked out
-        return losses + self.mask_head.losses(features, boxes[:, :num_fg], fg_classes, foreground[:, :num_fg],
-                                              matched_gt_boxes[:, :num_fg], gt_masks, matched[:, :num_fg],
-                                              *mask_random)
+        fg_classes = ops.clamp(classes[:, :num_fg], 0, self.num_classes - 1)  # background slots weigh 0
+        weights = average_weights(foreground[:, :num_fg], self.per_image_losses)
+        return losses, (boxes[:, :num_fg], fg_classes, weights, matched[:, :num_fg])
+
+    def losses(self, features, proposals, proposal_valid, gt_boxes, gt_classes, gt_valid, gt_masks, gt_mask_frames,
+               roi_keys, mask_random):
+        """Training: (loss_cls, loss_box_reg) + the mask head's losses on the foreground ROIs (box_training)."""
+        sample = self.label_and_sample(proposals, proposal_valid, gt_boxes, gt_classes, gt_valid, roi_keys)
+        losses, mask_rois = self.box_training(features, sample, gt_boxes)
+        if self.mask_head is None:
+            return losses
+        return losses + self.mask_head.losses(features, *mask_rois, gt_masks, gt_mask_frames, *mask_random)

@@ -36,11 +36,12 @@ class RPNHead(nn.Cell):
         return logits, deltas
 
 
-def select_proposals(anchors, logits, deltas, image_size, box_coder, pre_nms_topk, post_nms_topk, nms_thresh,
+def select_proposals(anchors, logits, deltas, inside, image_size, box_coder, pre_nms_topk, post_nms_topk, nms_thresh,
                      nms_rounds):
     """Top-scoring decoded anchors per level, clipped, NMS per level, then the best `post_nms_topk` overall.
 
-    anchors: per level (A_l, 4); logits: per level (N, A_l); deltas: per level (N, A_l, 4); image_size (N, 2).
+    anchors: per level (A_l, 4); logits: per level (N, A_l); deltas: per level (N, A_l, 4); inside: per level
+    (N, A_l) bool, the anchors that exist for each image (AnchorGenerator.inside); image_size (N, 2).
     Returns proposals (N, post_nms_topk, 4), objectness logits (N, post_nms_topk), valid (N, post_nms_topk)
     (slots beyond the number of surviving boxes are invalid) and nms_converged (N,) (see box_ops.nms).
     """
@@ -48,7 +49,8 @@ def select_proposals(anchors, logits, deltas, image_size, box_coder, pre_nms_top
     level_boxes, level_scores, level_keep = [], [], []
     converged = ops.ones((num_images,), ms.bool_)
     logits, deltas = ops.stop_gradient(logits), ops.stop_gradient(deltas)  # proposals are constants for the heads
-    for level_anchors, level_logits, level_deltas in zip(anchors, logits, deltas):
+    for level_anchors, level_logits, level_deltas, level_inside in zip(anchors, logits, deltas, inside):
+        level_logits = ops.where(level_inside, level_logits, ops.full_like(level_logits, float("-inf")))
         k = min(pre_nms_topk, level_logits.shape[1])
         scores, index = ops.topk(level_logits, k)
         picked_deltas = ops.gather_elements(level_deltas, 1, ops.broadcast_to(index[..., None], (num_images, k, 4)))
@@ -85,33 +87,43 @@ class RPN(nn.Cell):
         self.topk_train = (cfg_rpn.pre_nms_topk_train, cfg_rpn.post_nms_topk_train)
         self.topk_test = (cfg_rpn.pre_nms_topk_test, cfg_rpn.post_nms_topk_test)
 
-    def construct(self, features, image_size):
-        """-> proposals (N, P, 4), valid (N, P), nms_converged (N,), and (anchors, logits, deltas) for the losses."""
+    def construct(self, features, image_size, padded_size):
+        """Images of image_size (N, 2) in inputs padded to padded_size (N, 2) (anchors over the input beyond it
+        are left out: see AnchorGenerator.inside) -> proposals (N, P, 4), their objectness logits (N, P), valid
+        (N, P), nms_converged (N,), and (anchors, inside, logits, deltas) for the losses."""
         features = tuple(features[i] for i in self.feature_indices)
         anchors = self.anchor_generator(features)
+        inside = self.anchor_generator.inside(features, padded_size)
         logits, deltas = self.rpn_head(features)
         pre_nms_topk, post_nms_topk = self.topk_train if self.training else self.topk_test
-        proposals, _, valid, converged = select_proposals(anchors, logits, deltas, image_size, self.box_coder,
-                                                          pre_nms_topk, post_nms_topk, self.nms_thresh,
-                                                          self.nms_rounds)
-        return proposals, valid, converged, (anchors, logits, deltas)
+        proposals, scores, valid, converged = select_proposals(anchors, logits, deltas, inside, image_size,
+                                                               self.box_coder, pre_nms_topk, post_nms_topk,
+                                                               self.nms_thresh, self.nms_rounds)
+        return proposals, scores, valid, converged, (anchors, inside, logits, deltas)
+
+    def label_anchors(self, anchors, inside, gt_boxes, gt_valid):
+        """anchors (A, 4), inside (A,) bool, gt_boxes (K, 4), gt_valid (K,) -> matched slot (A,) and label (A,)
+        (POSITIVE, NEGATIVE, IGNORE), matching only the anchors inside as if the others did not exist."""
+        quality = pairwise_iou(gt_boxes, anchors)
+        quality = ops.where(inside[None, :], quality, ops.full_like(quality, -1.0))
+        matches, labels = match(quality, gt_valid, self.iou_thresholds, (NEGATIVE, IGNORE, POSITIVE), True)
+        return matches, ops.where(inside, labels, ops.full_like(labels, IGNORE))
 
     def losses(self, head_outputs, gt_boxes, gt_valid, random_keys):
         """Objectness and box-delta losses on `batch_size_per_image` sampled anchors per image.
 
-        head_outputs: (anchors, logits, deltas) from construct; gt_boxes (N, K, 4), gt_valid (N, K);
+        head_outputs: (anchors, inside, logits, deltas) from construct; gt_boxes (N, K, 4), gt_valid (N, K);
         random_keys (N, A) uniform [0, 1) choosing the sampled anchors. Both losses are sums over the sampled
-        anchors divided by batch_size_per_image * N. Anchors between the IoU thresholds (0.3, 0.7) are ignored.
+        anchors divided by batch_size_per_image * N. Anchors between the IoU thresholds (0.3, 0.7) are ignored,
+        and so are the anchors that do not exist for an image (see construct).
         """
-        anchors, logits, deltas = head_outputs
+        anchors, inside, logits, deltas = head_outputs
         anchors = ops.concat(anchors, 0)
-        logits = ops.concat(logits, 1)
-        deltas = ops.concat(deltas, 1)
+        inside, logits, deltas = ops.concat(inside, 1), ops.concat(logits, 1), ops.concat(deltas, 1)
         num_images = logits.shape[0]
         objectness, localization = 0.0, 0.0
         for i in range(num_images):
-            quality = pairwise_iou(gt_boxes[i], anchors)
-            matches, labels = match(quality, gt_valid[i], self.iou_thresholds, (NEGATIVE, IGNORE, POSITIVE), True)
+            matches, labels = self.label_anchors(anchors, inside[i], gt_boxes[i], gt_valid[i])
             index, is_positive, is_sampled = subsample(labels == POSITIVE, labels == NEGATIVE,
                                                        self.batch_size_per_image, self.positive_fraction,
                                                        random_keys[i])

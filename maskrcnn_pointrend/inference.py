@@ -46,7 +46,7 @@ class Predictor:
                               f"({cfg.model.roi_heads.nms_candidates_test})")
 
         def proposals(features, image_size):
-            boxes, valid, converged, _ = net.proposal_generator(features, image_size)
+            boxes, _, valid, converged, _ = net.proposal_generator(features, image_size, net.padded_size(image_size))
             return boxes, valid, converged
 
         functions = (net.features, proposals, net.roi_heads.detect, net.roi_heads.mask_head)

@@ -6,36 +6,29 @@ from maskrcnn.layers.bilinear_sample import BilinearSample
 from maskrcnn.losses import sigmoid_bce_with_logits
 
 from .coarse_mask_head import CoarseMaskHead
-from .point_features import (calculate_uncertainty, point_sample, points_in_image, regular_grid_points,
-                             sample_image_features, to_channels_last, uncertain_grid_points,
-                             uncertain_points_with_randomness)
+from .data.gt_masks import GRID_SCALE
+from .mask_targets import coarse_mask_targets, sample_mask_grids
+from .point_features import (calculate_uncertainty, points_in_image, regular_grid_points, sample_image_features,
+                             to_channels_last, uncertain_grid_points, uncertain_points_with_randomness)
 from .point_head import StandardPointHead
 
 
 def subdivision_schedule(output_side, steps, num_points):
-    """(initial grid side, steps): skip the steps whose whole upsampled grid would be re-predicted anyway."""
-    while 4 * output_side ** 2 <= num_points:
+    """(initial grid side, steps): skip the steps whose whole upsampled grid would be re-predicted anyway (as
+    detectron2 does, but never past the last step, so the output side stays output_side * 2 ** steps)."""
+    while steps > 0 and 4 * output_side ** 2 <= num_points:
         output_side *= 2
         steps -= 1
     return output_side, steps
 
 
-def sample_gt_masks(sampler, gt_mask_maps, gt_index, gt_boxes, image_points):
-    """Soft ground-truth labels: bilinear samples, at (R, P, 2) image points, of the box-aligned mask grids
-    gt_mask_maps (S, G, G, 1) of slots gt_index (R,), whose boxes are gt_boxes (R, 4) -> (R, P); zero outside
-    the box. Constants for the losses (no gradient, so no scatter into the grids on the backward pass)."""
-    # Padding slots carry empty boxes: keep their coordinates finite (far outside, so labels are 0).
-    size = ops.maximum(gt_boxes[:, None, 2:] - gt_boxes[:, None, :2], 1e-6)
-    relative = (image_points - gt_boxes[:, None, :2]) / size
-    num_boxes, num_points = relative.shape[:2]
-    point_index = ops.broadcast_to(gt_index.reshape(-1, 1), (num_boxes, num_points)).reshape(-1)
-    labels = sampler(gt_mask_maps, relative.reshape(-1, 2), point_index).reshape(num_boxes, num_points)
-    return ops.stop_gradient(labels)
-
-
-def per_image_mean(loss, weight):
-    """Per-box losses (N, M) averaged over each image's boxes of weight 1 (0 without any), then over images."""
-    return ((loss * weight).sum(1) / ops.maximum(weight.sum(1), 1.0)).mean()
+def mask_losses(class_coarse, coarse_targets, point_logits, point_labels, weights):
+    """(loss_mask, loss_mask_point): binary cross-entropy of the class coarse logits (R, O, O) against the coarse
+    targets and of the point logits (R, P) against the point labels, each averaged over a box's cells or
+    points, then weighted by weights (R,)."""
+    loss_mask = (sigmoid_bce_with_logits(class_coarse, coarse_targets).mean((1, 2)) * weights).sum()
+    loss_point = (sigmoid_bce_with_logits(point_logits, point_labels).mean(-1) * weights).sum()
+    return loss_mask, loss_point
 
 
 class PointRendMaskHead(nn.Cell):
@@ -56,6 +49,7 @@ class PointRendMaskHead(nn.Cell):
         self.point_head = StandardPointHead(channels * len(self.point_features), cfg_model.num_classes,
                                             cfg_point.fc_dim, cfg_point.num_fc, cfg_point.coarse_pred_each_layer)
         self.sampler = BilinearSample()
+        self.coarse_target_samples = cfg_mask.coarse_target_samples
         self.subdivision_num_points = cfg_point.subdivision_num_points
         self.num_uncertain_points = int(cfg_point.importance_sample_ratio * cfg_point.train_num_points)
         self.initial_side, self.subdivision_steps = subdivision_schedule(
@@ -112,42 +106,41 @@ class PointRendMaskHead(nn.Cell):
         probs = ops.sigmoid(mask_logits).reshape(num_images, num_boxes, side, side)
         return probs * valid.astype(ms.float32)[:, :, None, None]
 
-    def losses(self, features, boxes, classes, foreground, gt_boxes, gt_masks, gt_index, random_points,
-               fresh_points):
-        """Coarse-mask and point losses on foreground boxes (N, M, 4) of ground-truth classes (N, M).
+    def class_coarse_logits(self, coarse, classes):
+        """(R, K, O, O) coarse logits, (R,) classes -> (R, O, O) logits of each box's class."""
+        side = coarse.shape[-1]
+        index = ops.broadcast_to(classes.reshape(-1, 1, 1, 1), (coarse.shape[0], 1, side, side))
+        return ops.gather_elements(coarse, 1, index)[:, 0]
 
-        gt_boxes (N, M, 4) are the matched instances' boxes, gt_index (N, M) their slots in gt_masks
-        (N, K, G, G), the box-aligned mask grids of every instance; random_points (N * M, P_over, 2) and
-        fresh_points (N * M, P_fresh, 2) are uniform in [0, 1)^2. Both losses are binary cross-entropy on the
-        ground-truth class, averaged over each image's foreground boxes, then over images.
+    def training_points(self, class_coarse, random_points, fresh_points):
+        """(R, O, O) class coarse logits and uniform points -> (R, P, 2) box-relative training points (constants)."""
+        return ops.stop_gradient(uncertain_points_with_randomness(
+            self.sampler, class_coarse, random_points, fresh_points, self.num_uncertain_points))
+
+    def losses(self, features, boxes, classes, weights, gt_index, gt_masks, gt_mask_frames, random_points,
+               fresh_points):
+        """Coarse-mask and point losses of boxes (N, M, 4) of ground-truth classes (N, M).
+
+        weights (N, M): each box's weight in the average (maskrcnn.losses.average_weights); gt_index (N, M):
+        the slot of each box's instance in gt_masks (N, K, G, G) uint8, its mask grids (x 255) over
+        gt_mask_frames (N, K, 4) (see data/gt_masks); random_points (N * M, P_over, 2) and fresh_points
+        (N * M, P_fresh, 2) uniform in [0, 1)^2. Both losses are binary cross-entropy on the ground-truth class
+        (mask_losses): loss_mask against the coarse targets, loss_mask_point against soft point labels
+        (detectron2's mask_rcnn_loss and roi_mask_point_loss).
         """
         num_images, per_image = boxes.shape[:2]
-        num_boxes = num_images * per_image
         classes = classes.reshape(-1).astype(ms.int32)
-        weight = foreground.astype(ms.float32)
-        flat_boxes, flat_gt_boxes = boxes.reshape(-1, 4), gt_boxes.reshape(-1, 4)
+        flat_boxes = boxes.reshape(-1, 4)
         slots = gt_masks.shape[1]
-        gt_mask_maps = gt_masks.reshape((num_images * slots,) + gt_masks.shape[2:] + (1,)).astype(ms.float32)
-        gt_index = (gt_index + ops.arange(num_images, dtype=gt_index.dtype).reshape(-1, 1) * slots).reshape(-1)
+        grids = gt_masks.reshape((num_images * slots,) + gt_masks.shape[2:] + (1,)).astype(ms.float32) / GRID_SCALE
+        frames = gt_mask_frames.reshape(-1, 4)
+        index = (gt_index + ops.arange(num_images, dtype=gt_index.dtype).reshape(-1, 1) * slots).reshape(-1)
         maps = self.channels_last(features)
         coarse = self.coarse_logits(maps, boxes)
-        side = coarse.shape[-1]
-        class_index = ops.broadcast_to(classes.reshape(-1, 1, 1, 1), (num_boxes, 1, side, side))
-        class_coarse = ops.gather_elements(coarse, 1, class_index)[:, 0]
-
-        # Coarse target: the ground-truth mask averaged over 2 x 2 samples per output cell, thresholded at 0.5.
-        grid = ops.broadcast_to(regular_grid_points(2 * side), (num_boxes, 4 * side * side, 2))
-        samples = sample_gt_masks(self.sampler, gt_mask_maps, gt_index, flat_gt_boxes,
-                                  points_in_image(flat_boxes, grid))
-        coarse_target = (samples.reshape(num_boxes, side, 2, side, 2).mean((2, 4)) >= 0.5).astype(ms.float32)
-        loss_mask = per_image_mean(
-            sigmoid_bce_with_logits(class_coarse, coarse_target).mean((1, 2)).reshape(num_images, per_image), weight)
-
-        points = ops.stop_gradient(uncertain_points_with_randomness(
-            self.sampler, class_coarse, random_points, fresh_points, self.num_uncertain_points))
+        class_coarse = self.class_coarse_logits(coarse, classes)
+        coarse_targets = coarse_mask_targets(self.sampler, grids, frames, index, flat_boxes, class_coarse.shape[-1],
+                                             self.coarse_target_samples)
+        points = self.training_points(class_coarse, random_points, fresh_points)
         point_logits = self.point_logits(self.projected_point_maps(maps), boxes, coarse, classes, points)
-        point_labels = sample_gt_masks(self.sampler, gt_mask_maps, gt_index, flat_gt_boxes,
-                                       points_in_image(flat_boxes, points))
-        loss_point = per_image_mean(
-            sigmoid_bce_with_logits(point_logits, point_labels).mean(-1).reshape(num_images, per_image), weight)
-        return loss_mask, loss_point
+        point_labels = sample_mask_grids(self.sampler, grids, frames, index, points_in_image(flat_boxes, points))
+        return mask_losses(class_coarse, coarse_targets, point_logits, point_labels, weights.reshape(-1))

@@ -1,5 +1,5 @@
-"""The detector's building blocks against small reference implementations: NMS, matching, sampling, box coding,
-mask pasting, channels-last point sampling, upsampling and the ResNet variants."""
+"""The detector's building blocks against small reference implementations: anchors, NMS, matching, sampling, box
+coding, mask pasting, channels-last point sampling, upsampling and the ResNet variants."""
 import math
 
 import mindspore as ms
@@ -7,13 +7,16 @@ import numpy as np
 import pytest
 from mindspore import Tensor, ops
 
+from maskrcnn.anchor_generator import AnchorGenerator
 from maskrcnn.box_coder import BoxCoder
 from maskrcnn.box_ops import nms, pairwise_iou
 from maskrcnn.fpn import upsample2x_nearest
 from maskrcnn.layers.bilinear_sample import BilinearSample, BilinearSampleAddRelu
-from maskrcnn.matcher import match
+from maskrcnn.matcher import IGNORE, NEGATIVE, POSITIVE, match
 from maskrcnn.postprocess import paste_mask
 from maskrcnn.resnet import ResNet
+from maskrcnn.rpn import RPN
+from maskrcnn_pointrend.config import load_config
 from maskrcnn.sampler import subsample
 
 ms.set_context(mode=ms.PYNATIVE_MODE, device_target="CPU")
@@ -41,6 +44,41 @@ def reference_nms(boxes, valid, groups, threshold):
         if valid[i] and not any(keep[j] and groups[j] == groups[i] and iou[i, j] > threshold for j in range(i)):
             keep[i] = True
     return keep
+
+
+STRIDES = (4, 8, 16, 32, 64)
+
+
+def feature_maps(height, width):
+    """Zero feature maps of an input of height x width at STRIDES (ceil, as FPN's p6 pools p5)."""
+    return tuple(Tensor(np.zeros((1, 1, -(-height // s), -(-width // s)), np.float32)) for s in STRIDES)
+
+
+def test_anchors_inside_an_extent_are_those_an_input_of_that_size_has():
+    generator = AnchorGenerator((32, 64, 128, 256, 512), (0.5, 1.0, 2.0), STRIDES)
+    canvas, extent = feature_maps(192, 256), (96, 160)  # a padded canvas and an image's own padded size
+    inside = generator.inside(canvas, Tensor(np.array([extent], np.int32)))
+    for anchors, mask, own in zip(generator(canvas), inside, generator(feature_maps(*extent))):
+        np.testing.assert_array_equal(anchors.asnumpy()[mask.asnumpy()[0]], own.asnumpy())
+    full = generator.inside(canvas, Tensor(np.array([[192, 256]], np.int32)))
+    assert all(mask.asnumpy().all() for mask in full)
+
+
+def test_rpn_labels_ignore_anchors_outside_the_image_and_never_match_them():
+    cfg = load_config([])
+    rpn = RPN(cfg.model.rpn, range(5), AnchorGenerator((32, 64, 128, 256, 512), (0.5, 1.0, 2.0), STRIDES), 1, 4)
+    canvas = feature_maps(128, 128)
+    anchors = ops.concat(rpn.anchor_generator(canvas), 0)
+    inside = ops.concat(rpn.anchor_generator.inside(canvas, Tensor(np.array([[64, 128]], np.int32))), 1)[0]
+    # a box at the bottom of the image: its best anchors overall lie below it, over the padding
+    gt_boxes = Tensor(np.array([[40.0, 50.0, 72.0, 82.0], [0, 0, 0, 0]], np.float32))
+    _, labels = rpn.label_anchors(anchors, inside, gt_boxes, Tensor(np.array([True, False])))
+    labels, inside = labels.asnumpy(), inside.asnumpy()
+    assert (labels[~inside] == IGNORE).all()
+    iou = reference_iou(gt_boxes.asnumpy()[:1], anchors.asnumpy())[0]
+    assert iou[~inside].max() > iou[inside].max()  # so the low-quality match must come from the inside ones
+    best_inside = inside & (iou == iou[inside].max())
+    assert (labels[best_inside] == POSITIVE).all() and (labels[inside & (iou < 0.3)] == NEGATIVE).all()
 
 
 def test_pairwise_iou_uses_continuous_box_sizes():

@@ -44,7 +44,7 @@ def stages(seed0_checkpoint):
     normalized = net.normalize(images, image_size)
     bottom_up = net.backbone.bottom_up(normalized)
     pyramid = net.backbone(normalized)
-    proposals, valid, _, _ = net.proposal_generator(pyramid, image_size)
+    proposals, _, valid, _, _ = net.proposal_generator(pyramid, image_size, net.padded_size(image_size))
     features = dict(zip(["res2", "res3", "res4", "res5", "p2", "p3", "p4", "p5", "p6"],
                         [f.asnumpy() for f in bottom_up + pyramid]))
     return {"input_shape": padded[None].shape, "image_size": size, "features": features,

@@ -36,8 +36,10 @@ TWO_IMAGES = (78499, 54718)
 SMALL = ["--input.train_canvases=[[320,448],[448,320]]", "--input.min_size_train=[320]", "--input.max_size_train=448",
          "--input.max_instances=20", "--model.rpn.pre_nms_topk_train=500", "--model.rpn.post_nms_topk_train=256",
          "--model.roi_heads.batch_size_per_image=128", "--solver.log_period=1"]
-# Three iterations of the two images (in the LR warmup), a checkpoint after each, the last one kept.
-SHORT_RUN = ["--solver.max_iter=3", "--solver.checkpoint_period=1", "--solver.keep_checkpoints=1"]
+# Three iterations of the two images (in the LR warmup), a checkpoint after each, the last one kept; losses
+# normalized per image, so that two workers on one image each compute what one process on both does.
+SHORT_RUN = ["--solver.max_iter=3", "--solver.checkpoint_period=1", "--solver.keep_checkpoints=1",
+             "--model.roi_heads.loss_normalization=image"]
 ENV = {**os.environ, "GLOG_v": "3"}
 TIMEOUT = 600
 
@@ -70,11 +72,11 @@ class TinyNet(nn.Cell):
 
     def losses(self, x, factor):
         out = self.fc(self.frozen(self.bn(self.conv(x))).mean((2, 3)))
-        return (out ** 2).mean(), (out.abs() * factor).mean()
+        return ((out ** 2).mean(), (out.abs() * factor).mean()), ops.ones((1,), ms.bool_)
 
 
 def tiny_gradients(net, inputs):
-    total = ms.grad(lambda x, factor: ops.stack(net.losses(x, factor)).sum(), None, net.trainable_params())
+    total = ms.grad(lambda x, factor: ops.stack(net.losses(x, factor)[0]).sum(), None, net.trainable_params())
     return {p.name: g.asnumpy() for p, g in zip(net.trainable_params(), total(*inputs))}
 
 
@@ -92,7 +94,7 @@ def test_sgd_follows_pytorch_with_no_weight_decay_on_norm_parameters():
     for iteration, lr in enumerate((0.01, 0.02)):
         before = {p.name: p.asnumpy().copy() for p in net.trainable_params()}
         grads = tiny_gradients(net, inputs)
-        losses, applied = step(iteration, inputs, lr)
+        losses, applied, _ = step(iteration, inputs, lr)
         assert applied and losses.shape == (2,)
         for name, value in before.items():
             decay = 0.0 if name.startswith("bn.") else 0.1
@@ -121,7 +123,7 @@ def test_mixed_precision_skips_overflowing_steps_and_lowers_the_loss_scale():
     weights = net.conv.weight.asnumpy().copy()
     scales = [float(step.loss_scaler.scale_value.asnumpy())]
     for iteration in range(20):
-        _, applied = step(iteration, inputs, 0.01)
+        _, applied, _ = step(iteration, inputs, 0.01)
         if applied:
             break
         np.testing.assert_array_equal(net.conv.weight.asnumpy(), weights)  # a skipped step changes nothing
@@ -180,14 +182,19 @@ def test_metrics_are_a_json_line_per_iteration_and_a_log_line_per_period(tmp_pat
     metrics = TrainingMetrics(str(path), ("a", "b"), 3, 10, period=4, log=logging.getLogger("metrics_test"))
     with caplog.at_level(logging.INFO, logger="metrics_test"):
         for iteration in range(3, 10):  # resumed at 3: the lines 3 and 4 of the first attempt are replaced
-            metrics.record(iteration, np.array([1.0, 0.5]), 0.01, iteration_time=2.0, data_time=0.1)
+            metrics.record(iteration, np.array([1.0, 0.5]), 0.01, iteration_time=2.0, data_time=0.1,
+                           nms_converged=iteration != 6)
     metrics.close()
     rows = [json.loads(line) for line in path.read_text().splitlines()]
     assert [r["iteration"] for r in rows] == list(range(10)) and not any(r.get("stale") for r in rows)
     assert rows[4] == {"iteration": 4, "a": 1.0, "b": 0.5, "total_loss": 1.5, "lr": 0.01, "time": 2.0,
-                       "data_time": 0.1, "eta_seconds": 10.0}
-    assert [int(re.search(r"iter (\d+)/10", m).group(1)) for m in caplog.messages] == [4, 8, 10]
-    assert "eta 0:00:00" in caplog.messages[-1] and "b 0.5000" in caplog.messages[-1]
+                       "data_time": 0.1, "eta_seconds": 10.0, "rpn_nms_converged": True}
+    assert [r["rpn_nms_converged"] for r in rows[3:]] == [True, True, True, False, True, True, True]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and warnings[0].startswith("iteration 6: the RPN's NMS did not reach its fixed point")
+    progress = [m for m in caplog.messages if m.startswith("iter ")]
+    assert [int(re.search(r"iter (\d+)/10", m).group(1)) for m in progress] == [4, 8, 10]
+    assert "eta 0:00:00" in progress[-1] and "b 0.5000" in progress[-1]
 
 
 def test_other_ranks_wait_for_what_rank_0_prepares(tmp_path):
@@ -267,7 +274,8 @@ def test_a_job_logs_every_iteration_and_writes_evaluable_checkpoints(reference):
     assert [r["iteration"] for r in rows] == [0, 1, 2]
     schedule = build_lr_schedule(load_config([]).solver, 2)
     for row in rows:
-        assert set(row) == {*LOSS_NAMES, "iteration", "total_loss", "lr", "time", "data_time", "eta_seconds"}
+        assert set(row) == {*LOSS_NAMES, "iteration", "total_loss", "lr", "time", "data_time", "eta_seconds",
+                            "rpn_nms_converged"}
         assert row["total_loss"] == pytest.approx(sum(row[name] for name in LOSS_NAMES), rel=1e-6)
         assert row["lr"] == pytest.approx(schedule(row["iteration"]))
     assert "iter 3/3  total_loss" in (reference / "train_rank0.log").read_text()

@@ -1,5 +1,6 @@
-"""What a training job reports per iteration: every loss, their total, the LR, iteration and data time and
-the ETA -- one JSON line per iteration, and a progress line in the log every `period` iterations."""
+"""What a training job reports per iteration: every loss, their total, the LR, iteration and data time, the
+ETA and whether the RPN's proposal NMS converged -- one JSON line per iteration, a progress line in the log
+every `period` iterations, and a warning for each iteration whose NMS did not converge."""
 import datetime
 import json
 import logging
@@ -42,12 +43,16 @@ class TrainingMetrics:
         """Seconds left after `iteration` at the median pace of recent iterations."""
         return float(np.median(self.times)) * (self.max_iter - iteration - 1)
 
-    def record(self, iteration, losses, lr, iteration_time, data_time):
-        """Record iteration `iteration` (0-based): (num_losses,) losses, its LR and timings in seconds."""
+    def record(self, iteration, losses, lr, iteration_time, data_time, nms_converged):
+        """Record iteration `iteration` (0-based): (num_losses,) losses, its LR, timings in seconds, and whether
+        the proposal NMS of its images converged (box_ops.nms)."""
         self.times.append(iteration_time)
         entry = {"iteration": iteration, **{name: float(v) for name, v in zip(self.loss_names, losses)},
                  "total_loss": float(np.sum(losses)), "lr": lr, "time": iteration_time, "data_time": data_time,
-                 "eta_seconds": self.eta_seconds(iteration)}
+                 "eta_seconds": self.eta_seconds(iteration), "rpn_nms_converged": nms_converged}
+        if not nms_converged:
+            self.log.warning("iteration %d: the RPN's NMS did not reach its fixed point within model.nms_rounds "
+                             "rounds; some proposals of this iteration may differ from greedy NMS", iteration)
         if self.file:
             self.file.write(json.dumps(entry) + "\n")
             self.file.flush()

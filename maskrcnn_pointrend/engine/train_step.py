@@ -27,15 +27,16 @@ def step_randomness(cfg, seed, iteration, first_slot, num_images, canvas):
 def loss_inputs(batch, randomness):
     """A TRAIN_COLUMNS batch of numpy arrays and step_randomness's arrays -> the Tensors
     GeneralizedRCNN.losses takes (gt_valid as bool)."""
-    images, image_size, gt_boxes, gt_classes, gt_valid, gt_masks = batch
+    images, image_size, gt_boxes, gt_classes, gt_valid, gt_masks, gt_mask_frames = batch
     return (ms.Tensor(images), ms.Tensor(image_size, ms.int32), ms.Tensor(gt_boxes, ms.float32),
             ms.Tensor(gt_classes, ms.int32), ms.Tensor(gt_valid > 0), ms.Tensor(gt_masks),
-            *(ms.Tensor(r) for r in randomness))
+            ms.Tensor(gt_mask_frames, ms.float32), *(ms.Tensor(r) for r in randomness))
 
 
 class TrainStep:
-    """Runs iterations of `net.losses(*inputs)` (a tuple of scalar losses, `net` in training mode) with
-    `optimizer` (an nn.Optimizer with one learning_rate Parameter, set each iteration).
+    """Runs iterations of `net.losses(*inputs)` (a tuple of scalar losses and the RPN's nms_converged (N,),
+    `net` in training mode) with `optimizer` (an nn.Optimizer with one learning_rate Parameter, set each
+    iteration).
 
     With world_size > 1 (communication initialised) gradients and losses are averaged over the ranks, so
     every rank applies the same update. With mixed_precision, MindSpore's automatic mixed precision runs
@@ -55,9 +56,10 @@ class TrainStep:
         all_reduce = ops.AllReduce() if world_size > 1 else None
 
         def total_loss(*inputs):
-            losses = ops.stack(net.losses(*inputs))
+            losses, nms_converged = net.losses(*inputs)
+            losses = ops.stack(losses)
             total = losses.sum()
-            return (loss_scaler.scale(total) if loss_scaler is not None else total), losses
+            return (loss_scaler.scale(total) if loss_scaler is not None else total), losses, nms_converged
 
         if mixed_precision:
             total_loss = ms.amp.auto_mixed_precision(total_loss, "auto", ms.float16)
@@ -65,7 +67,7 @@ class TrainStep:
 
         @ms.jit
         def step(lr, *inputs):
-            (_, losses), grads = grad_fn(*inputs)
+            (_, losses, nms_converged), grads = grad_fn(*inputs)
             if loss_scaler is not None:
                 grads = loss_scaler.unscale(grads)
             if grad_reducer is not None:
@@ -79,16 +81,16 @@ class TrainStep:
                 # assigned here: the optimizer's LR set from the host between calls does not reach this graph
                 ops.assign(optimizer.learning_rate, lr)
                 optimizer(grads)
-            return losses, apply
+            return losses, apply, nms_converged.all()
 
         self._step = step
 
     def __call__(self, iteration, inputs, lr):
         """Iteration `iteration` on `inputs` (Tensors for net.losses) with learning rate `lr` -> ((num_losses,)
-        losses averaged over the ranks, whether the update was applied). Raises NonFiniteLossError naming the
-        iteration and the losses when a loss (or, without loss scaling, a gradient) is not finite; the
-        parameters are then left as they were."""
-        losses, applied = self._step(ms.Tensor(lr, ms.float32), *inputs)
+        losses averaged over the ranks, whether the update was applied, whether this rank's proposal NMS
+        converged). Raises NonFiniteLossError naming the iteration and the losses when a loss (or, without loss
+        scaling, a gradient) is not finite; the parameters are then left as they were."""
+        losses, applied, nms_converged = self._step(ms.Tensor(lr, ms.float32), *inputs)
         losses, applied = losses.asnumpy(), bool(applied.asnumpy())
         bad = [f"{name} = {value}" for name, value in zip(self.loss_names, losses) if not np.isfinite(value)]
         if bad:
@@ -97,7 +99,7 @@ class TrainStep:
         if not applied and self.loss_scaler is None:
             raise NonFiniteLossError(f"non-finite gradients at iteration {iteration} with finite losses "
                                      f"({self.describe(losses)}); its update was not applied")
-        return losses, applied
+        return losses, applied, bool(nms_converged.asnumpy())
 
     def state(self):
         """{name: Parameter} of what a resumed job needs besides the model: the momentum accumulators (named
