@@ -22,25 +22,39 @@ requires_shared = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="session")
-def seed0_pickle(tmp_path_factory):
-    """detectron2's PointRend R50-FPN weights for seed 0 (../shared/parity/make_weights.py with the calibrated
-    FrozenBN statistics) -> path of the .pkl."""
+def detectron2_weights(tmp_path_factory):
+    """(seed, BN statistics file in ../shared/parity) -> (path of detectron2's PointRend R50-FPN .pkl rebuilt by
+    ../shared/parity/make_weights.py, path of the same weights converted with convert_checkpoint.py); each
+    built once per session."""
     if not PARITY.is_dir():
         pytest.skip(f"{PARITY} is absent: clone the project beside ../shared to run this test")
-    pkl = tmp_path_factory.mktemp("seed0") / "weights_seed0.pkl"
-    subprocess.run([sys.executable, str(PARITY / "make_weights.py"), "--seed", "0", "--bn",
-                    str(PARITY / "bn_stats_seed0.npz"), "--out", str(pkl)], check=True, capture_output=True)
-    return pkl
+    built = {}
+
+    def build(seed, bn_file):
+        if (seed, bn_file) not in built:
+            pkl = tmp_path_factory.mktemp(f"seed{seed}") / f"weights_seed{seed}.pkl"
+            subprocess.run([sys.executable, str(PARITY / "make_weights.py"), "--seed", str(seed), "--bn",
+                            str(PARITY / bn_file), "--out", str(pkl)], check=True, capture_output=True)
+            ckpt = pkl.with_suffix(".ckpt")
+            subprocess.run([sys.executable, str(REPO_ROOT / "convert_checkpoint.py"), "--source", "detectron2",
+                            "--input", str(pkl), "--output", str(ckpt)], check=True, capture_output=True,
+                           cwd=REPO_ROOT)
+            built[seed, bn_file] = pkl, ckpt
+        return built[seed, bn_file]
+
+    return build
 
 
 @pytest.fixture(scope="session")
-def seed0_checkpoint(seed0_pickle):
-    """The seed-0 weights converted with convert_checkpoint.py -> path of the .ckpt."""
-    ckpt = seed0_pickle.with_suffix(".ckpt")
-    subprocess.run([sys.executable, str(REPO_ROOT / "convert_checkpoint.py"), "--source", "detectron2", "--input",
-                    str(seed0_pickle), "--output", str(ckpt)], check=True, capture_output=True, cwd=REPO_ROOT)
-    return ckpt
+def seed0_pickle(detectron2_weights):
+    """detectron2's PointRend R50-FPN weights for seed 0 with the calibrated FrozenBN statistics -> the .pkl."""
+    return detectron2_weights(0, "bn_stats_seed0.npz")[0]
 
+
+@pytest.fixture(scope="session")
+def seed0_checkpoint(detectron2_weights):
+    """The seed-0 weights converted with convert_checkpoint.py -> path of the .ckpt."""
+    return detectron2_weights(0, "bn_stats_seed0.npz")[1]
 
 # The quickstart model (configs/quickstart.yaml) at 96-pixel images with fewer proposals, op by op: seconds per run.
 TINY_MODEL = ["--config_path", str(REPO_ROOT / "configs" / "quickstart.yaml"), "--input.min_size_test=96",
