@@ -278,11 +278,14 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description="Builds every kernel library of this repository ahead of time "
                                                  "(no GPU needed); exits non-zero if any fails.")
     parser.add_argument("--device_target", choices=("CPU", "GPU"), required=True)
-    parser.add_argument("--arch", type=int, nargs="+", default=[70, 80, 90],
-                        help="GPU compute capabilities to build for, e.g. 70 80 90 (V100, A100, H100)")
+    parser.add_argument("--arch", type=int, nargs="+", default=None,
+                        help="GPU compute capabilities to build for, e.g. 70 80 90 (V100, A100, H100); default: "
+                             "that of this machine's GPU 0")
     parser.add_argument("--kernel_dir", type=Path, default=None,
                         help=f"where to write them (default: ${KERNEL_DIR_ENV}, else <repo>/build/kernels)")
     args = parser.parse_args(argv)
+    if args.device_target == "GPU" and args.arch is None:
+        args.arch = [gpu_architecture(0)]
     failures = 0
     for kernels in repository_kernels():
         builds = ([lambda: build_cpu_library(kernels, args.kernel_dir)] if args.device_target == "CPU" else
