@@ -225,12 +225,16 @@ class EntryPointExecutor:
         return array.data.ptr if self.xp.__name__ == "cupy" else array.ctypes.data
 
     def call(self, library, function, *arrays):
+        """function(nparam, params, ndims, shapes, dtypes, stream, extra) of `library` on `arrays`."""
         count = len(arrays)
-        shapes = [(ctypes.c_int64 * max(a.ndim, 1))(*a.shape) for a in arrays]
-        status = getattr(self.libraries[library], function)(
-            count, (ctypes.c_void_p * count)(*map(self.pointer, arrays)), (ctypes.c_int * count)(*(a.ndim for a in arrays)),
-            (ctypes.POINTER(ctypes.c_int64) * count)(*(ctypes.cast(s, ctypes.POINTER(ctypes.c_int64)) for s in shapes)),
-            (ctypes.c_char_p * count)(*(str(a.dtype).encode() for a in arrays)), ctypes.c_void_p(self.stream), None)
+        shape_arrays = [(ctypes.c_int64 * max(a.ndim, 1))(*a.shape) for a in arrays]
+        params = (ctypes.c_void_p * count)(*map(self.pointer, arrays))
+        ndims = (ctypes.c_int * count)(*(a.ndim for a in arrays))
+        shapes = (ctypes.POINTER(ctypes.c_int64) * count)(
+            *(ctypes.cast(s, ctypes.POINTER(ctypes.c_int64)) for s in shape_arrays))
+        dtypes = (ctypes.c_char_p * count)(*(str(a.dtype).encode() for a in arrays))
+        status = getattr(self.libraries[library], function)(count, params, ndims, shapes, dtypes,
+                                                            ctypes.c_void_p(self.stream), None)
         if status != 0:
             raise RuntimeError(f"{function} returned {status} (its reason is on stderr)")
 

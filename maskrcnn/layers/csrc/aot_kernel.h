@@ -36,3 +36,11 @@ inline int run(const char *kernel, KernelBody body, int nparam, void **params, i
 }
 
 }  // namespace aot
+
+// Defines the entry point `function` (extern "C", as MindSpore looks it up) running `body` for the kernel named
+// `kernel` through aot::run.
+#define AOT_ENTRY_POINT(function, kernel, body)                                                                 \
+  extern "C" int function(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,         \
+                          void *stream, void *) {                                                               \
+    return aot::run(kernel, body, nparam, params, ndims, shapes, dtypes, stream);                               \
+  }

@@ -13,35 +13,20 @@
 typedef int int32_t;
 typedef long long int64_t;
 #else
+#include <math.h>
+
 #include <cmath>
 #include <cstdint>
 #endif
 
 namespace portable {
 
-PORTABLE float floor(float v) {
-#if defined(__CUDACC__)
-  return floorf(v);
-#else
-  return std::floor(v);
-#endif
-}
+// floor, ceil and fabs are exact, so the C functions give the same floats on both devices.
+PORTABLE float floor(float v) { return floorf(v); }
 
-PORTABLE float ceil(float v) {
-#if defined(__CUDACC__)
-  return ceilf(v);
-#else
-  return std::ceil(v);
-#endif
-}
+PORTABLE float ceil(float v) { return ceilf(v); }
 
-PORTABLE float abs(float v) {
-#if defined(__CUDACC__)
-  return fabsf(v);
-#else
-  return std::fabs(v);
-#endif
-}
+PORTABLE float abs(float v) { return fabsf(v); }
 
 PORTABLE bool is_finite(float v) {
 #if defined(__CUDACC__)

@@ -55,12 +55,5 @@ bool backward(int nparam, void **params, const int *ndims, int64_t **shapes, con
 
 }  // namespace
 
-extern "C" int RoiAlignV2Forward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
-                                 void *stream, void *) {
-  return aot::run(roi_align::kKernel, forward, nparam, params, ndims, shapes, dtypes, stream);
-}
-
-extern "C" int RoiAlignV2Backward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
-                                  void *stream, void *) {
-  return aot::run(roi_align::kKernel, backward, nparam, params, ndims, shapes, dtypes, stream);
-}
+AOT_ENTRY_POINT(RoiAlignV2Forward, roi_align::kKernel, forward)
+AOT_ENTRY_POINT(RoiAlignV2Backward, roi_align::kKernel, backward)

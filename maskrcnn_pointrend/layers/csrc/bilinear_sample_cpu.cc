@@ -30,13 +30,15 @@ struct Samples {
   Layout layout;
 };
 
-// Reads features, points and batch index at the layout's positions; false (after saying why) when a batch index is
-// out of range.
-bool read_samples(void **params, const Layout &layout, Samples *in) {
+// Checks the parameters with `check_layout` (one of bilinear_sample_params.h), then reads features, points and batch
+// index; false (after saying why) when the parameters do not fit or a batch index is out of range.
+bool read_samples(bool (*check_layout)(int, const int *, int64_t **, const char **, Layout *), int nparam,
+                  void **params, const int *ndims, int64_t **shapes, const char **dtypes, Samples *in) {
+  Layout &layout = in->layout;
+  if (!check_layout(nparam, ndims, shapes, dtypes, &layout)) return false;
   in->features = static_cast<const float *>(params[layout.features]);
   in->points = static_cast<const float *>(params[layout.features + 1]);
   in->batch = static_cast<const int32_t *>(params[layout.features + 2]);
-  in->layout = layout;
   for (int64_t p = 0; p < layout.num_points; ++p)
     if (in->batch[p] < 0 || in->batch[p] >= layout.num_maps) return fail("batch index out of range");
   return true;
@@ -49,10 +51,9 @@ Corners corners(const Samples &in, int64_t p) {
 }
 
 bool forward(int nparam, void **params, const int *ndims, int64_t **shapes, const char **dtypes, void *) {
-  Layout layout;
   Samples in;
-  if (!bilinear_sample::forward_layout(nparam, ndims, shapes, dtypes, &layout) || !read_samples(params, layout, &in))
-    return false;
+  if (!read_samples(bilinear_sample::forward_layout, nparam, params, ndims, shapes, dtypes, &in)) return false;
+  const Layout &layout = in.layout;
   float *output = static_cast<float *>(params[3]);
   const int64_t channels = layout.channels;
 #pragma omp parallel for schedule(static)
@@ -97,20 +98,16 @@ void scatter_samples(const Samples &in, const float *grad_out, float *grad) {
 }
 
 bool backward(int nparam, void **params, const int *ndims, int64_t **shapes, const char **dtypes, void *) {
-  Layout layout;
   Samples in;
-  if (!bilinear_sample::backward_layout(nparam, ndims, shapes, dtypes, &layout) || !read_samples(params, layout, &in))
-    return false;
+  if (!read_samples(bilinear_sample::backward_layout, nparam, params, ndims, shapes, dtypes, &in)) return false;
   scatter_samples(in, static_cast<const float *>(params[0]), static_cast<float *>(params[4]));
   return true;
 }
 
 bool add_relu_forward(int nparam, void **params, const int *ndims, int64_t **shapes, const char **dtypes, void *) {
-  Layout layout;
   Samples in;
-  if (!bilinear_sample::add_relu_forward_layout(nparam, ndims, shapes, dtypes, &layout) ||
-      !read_samples(params, layout, &in))
-    return false;
+  if (!read_samples(bilinear_sample::add_relu_forward_layout, nparam, params, ndims, shapes, dtypes, &in)) return false;
+  const Layout &layout = in.layout;
   const float *base = static_cast<const float *>(params[0]), *bias = static_cast<const float *>(params[4]);
   float *output = static_cast<float *>(params[5]);
   const int64_t channels = layout.channels;
@@ -126,11 +123,10 @@ bool add_relu_forward(int nparam, void **params, const int *ndims, int64_t **sha
 }
 
 bool add_relu_backward(int nparam, void **params, const int *ndims, int64_t **shapes, const char **dtypes, void *) {
-  Layout layout;
   Samples in;
-  if (!bilinear_sample::add_relu_backward_layout(nparam, ndims, shapes, dtypes, &layout) ||
-      !read_samples(params, layout, &in))
+  if (!read_samples(bilinear_sample::add_relu_backward_layout, nparam, params, ndims, shapes, dtypes, &in))
     return false;
+  const Layout &layout = in.layout;
   const float *grad_out = static_cast<const float *>(params[0]), *output = static_cast<const float *>(params[1]);
   float *grad_base = static_cast<float *>(params[5]), *grad_bias = static_cast<float *>(params[7]);
   const int64_t channels = layout.channels, count = layout.num_points * channels;
@@ -149,22 +145,7 @@ bool add_relu_backward(int nparam, void **params, const int *ndims, int64_t **sh
 
 }  // namespace
 
-extern "C" int BilinearSampleForward(int nparam, void **params, int *ndims, int64_t **shapes,
-                                     const char **dtypes, void *stream, void *) {
-  return aot::run(bilinear_sample::kKernel, forward, nparam, params, ndims, shapes, dtypes, stream);
-}
-
-extern "C" int BilinearSampleBackward(int nparam, void **params, int *ndims, int64_t **shapes,
-                                      const char **dtypes, void *stream, void *) {
-  return aot::run(bilinear_sample::kKernel, backward, nparam, params, ndims, shapes, dtypes, stream);
-}
-
-extern "C" int BilinearSampleAddReluForward(int nparam, void **params, int *ndims, int64_t **shapes,
-                                            const char **dtypes, void *stream, void *) {
-  return aot::run(bilinear_sample::kKernel, add_relu_forward, nparam, params, ndims, shapes, dtypes, stream);
-}
-
-extern "C" int BilinearSampleAddReluBackward(int nparam, void **params, int *ndims, int64_t **shapes,
-                                             const char **dtypes, void *stream, void *) {
-  return aot::run(bilinear_sample::kKernel, add_relu_backward, nparam, params, ndims, shapes, dtypes, stream);
-}
+AOT_ENTRY_POINT(BilinearSampleForward, bilinear_sample::kKernel, forward)
+AOT_ENTRY_POINT(BilinearSampleBackward, bilinear_sample::kKernel, backward)
+AOT_ENTRY_POINT(BilinearSampleAddReluForward, bilinear_sample::kKernel, add_relu_forward)
+AOT_ENTRY_POINT(BilinearSampleAddReluBackward, bilinear_sample::kKernel, add_relu_backward)

@@ -83,22 +83,7 @@ bool add_relu_backward(int nparam, void **params, const int *ndims, int64_t **sh
 
 }  // namespace
 
-extern "C" int BilinearSampleForward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
-                                     void *stream, void *) {
-  return aot::run(kKernel, forward, nparam, params, ndims, shapes, dtypes, stream);
-}
-
-extern "C" int BilinearSampleBackward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
-                                      void *stream, void *) {
-  return aot::run(kKernel, backward, nparam, params, ndims, shapes, dtypes, stream);
-}
-
-extern "C" int BilinearSampleAddReluForward(int nparam, void **params, int *ndims, int64_t **shapes,
-                                            const char **dtypes, void *stream, void *) {
-  return aot::run(kKernel, add_relu_forward, nparam, params, ndims, shapes, dtypes, stream);
-}
-
-extern "C" int BilinearSampleAddReluBackward(int nparam, void **params, int *ndims, int64_t **shapes,
-                                             const char **dtypes, void *stream, void *) {
-  return aot::run(kKernel, add_relu_backward, nparam, params, ndims, shapes, dtypes, stream);
-}
+AOT_ENTRY_POINT(BilinearSampleForward, kKernel, forward)
+AOT_ENTRY_POINT(BilinearSampleBackward, kKernel, backward)
+AOT_ENTRY_POINT(BilinearSampleAddReluForward, kKernel, add_relu_forward)
+AOT_ENTRY_POINT(BilinearSampleAddReluBackward, kKernel, add_relu_backward)
