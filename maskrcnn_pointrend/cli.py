@@ -29,8 +29,12 @@ def setup_logging(log_file=None):
 
 
 def set_context(cfg, mode=ms.PYNATIVE_MODE):
-    """MindSpore execution mode and device for this process."""
+    """MindSpore execution mode and device for this process; on GPU also whether convolutions and matrix products
+    may use TF32 (cfg.gpu_tf32)."""
     if cfg.device_target not in ("CPU", "GPU"):
         raise ConfigError(f"device_target {cfg.device_target!r}: expected CPU or GPU")
     ms.set_context(mode=mode)
     ms.set_device(cfg.device_target, cfg.device_id if cfg.device_target == "GPU" else None)
+    if cfg.device_target == "GPU":
+        ms.device_context.gpu.op_precision.conv_allow_tf32(cfg.gpu_tf32)
+        ms.device_context.gpu.op_precision.matmul_allow_tf32(cfg.gpu_tf32)

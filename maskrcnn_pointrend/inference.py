@@ -73,8 +73,13 @@ class Predictor:
     def _run(self, name, *args):
         start = time.perf_counter()
         outputs = self.stages[name](*args)
-        for tensor in outputs if isinstance(outputs, tuple) else (outputs,):
-            tensor.asnumpy()  # waits for the (asynchronous) computation; on the CPU it is a view, not a copy
+        # Wait for the (asynchronous) computation: on the CPU asnumpy is a view, not a copy (and synchronize does
+        # not wait there); on a GPU it would copy every feature map to the host.
+        if ms.get_context("device_target") == "CPU":
+            for tensor in outputs if isinstance(outputs, tuple) else (outputs,):
+                tensor.asnumpy()
+        else:
+            ms.runtime.synchronize()
         self.stage_seconds[name] = time.perf_counter() - start
         return outputs
 

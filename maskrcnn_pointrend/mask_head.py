@@ -2,11 +2,11 @@
 import mindspore as ms
 from mindspore import nn, ops
 
-from maskrcnn.layers.bilinear_sample import BilinearSample
 from maskrcnn.losses import sigmoid_bce_with_logits
 
 from .coarse_mask_head import CoarseMaskHead
 from .data.gt_masks import GRID_SCALE
+from .layers.bilinear_sample import BilinearSample
 from .mask_targets import coarse_mask_targets, sample_mask_grids
 from .point_features import (calculate_uncertainty, points_in_image, regular_grid_points, sample_image_features,
                              to_channels_last, uncertain_grid_points, uncertain_points_with_randomness)

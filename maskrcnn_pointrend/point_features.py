@@ -3,7 +3,7 @@
 Shapes: N images (or maps), R boxes (all images, image-major), P points per box, C channels. Coordinates are in
 [0, 1] x [0, 1] of a box unless said otherwise, (x, y) order. Feature maps are channels-last (N, H, W, C) and
 sampled features come out as rows (R * P, C), the layout the point head's matrix products take. `sampler` is a
-maskrcnn.layers.bilinear_sample.BilinearSample cell.
+maskrcnn_pointrend.layers.bilinear_sample.BilinearSample cell.
 """
 import mindspore as ms
 from mindspore import ops

@@ -3,8 +3,9 @@ import mindspore as ms
 from mindspore import nn, ops
 from mindspore.common.initializer import Normal
 
-from maskrcnn.layers.bilinear_sample import BilinearSample, BilinearSampleAddRelu
 from maskrcnn.layers.conv import MSRA_FILL
+
+from .layers.bilinear_sample import BilinearSample, BilinearSampleAddRelu
 
 
 class StandardPointHead(nn.Cell):

@@ -8,7 +8,9 @@
 #   MS_LAUNCHER=mpirun launches with OpenMPI's mpirun instead (add hosts with MPIRUN_ARGS="--hostfile F").
 #   Logs: <output_dir>/train_rank<r>.log per rank, each process's console output in <output_dir>/launcher_log/.
 #   The job exits non-zero, ending every process, as soon as one of them fails; resume it with --resume.
-#   DEVICE_TARGET=CPU runs on the CPU, with OMP_NUM_THREADS (unless set) the cores per process.
+#   On GPU it uses .venv with requirements-gpu.txt and the environment of scripts/gpu_env.sh (set up once with
+#   bash scripts/setup_gpu.sh). DEVICE_TARGET=CPU runs on the CPU, with OMP_NUM_THREADS (unless set) the cores per
+#   process.
 set -euo pipefail
 if [ $# -lt 4 ] || ! [[ "$1" =~ ^[1-9][0-9]*$ ]]; then
     awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$0" >&2
@@ -27,8 +29,8 @@ for ARG in "$@"; do
     if [ "$PREVIOUS" = "--output_dir" ]; then OUTPUT_DIR="$ARG"; fi
     PREVIOUS="$ARG"
 done
-source "$(dirname "$0")/venv.sh"
 DEVICE_TARGET="${DEVICE_TARGET:-GPU}"
+source "$(dirname "$0")/venv.sh"
 if [ "$DEVICE_TARGET" = CPU ]; then
     CORES="$(nproc)"
     export OMP_NUM_THREADS="${OMP_NUM_THREADS:-$(( CORES / DEVICE_NUM > 0 ? CORES / DEVICE_NUM : 1 ))}"

@@ -4,10 +4,12 @@
 #   DATA_PATH: COCO root (annotations/instances_<val_split>.json, <val_split>/*.jpg); MINDRECORD_PATH: the
 #   val split converted by convert_coco.py, or "" to read the image files; extra arguments go to eval.py,
 #   e.g. --output_dir=eval_out --ann_file=F --visualize 10 --save_raw raw/. The log is written to
-#   <output_dir>/eval_<date>.log (output_dir "output" unless given). DEVICE_TARGET=CPU runs on the CPU.
+#   <output_dir>/eval_<date>.log (output_dir "output" unless given). On GPU it uses .venv with
+#   requirements-gpu.txt and the environment of scripts/gpu_env.sh (set up once with bash scripts/setup_gpu.sh).
+#   DEVICE_TARGET=CPU runs on the CPU.
 set -euo pipefail
 if [ $# -lt 4 ] || ! [[ "$1" =~ ^[0-9]+$ ]]; then
-    sed -n '2,7p' "$0" >&2
+    awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$0" >&2
     exit 1
 fi
 DEVICE_ID="$1"; DATA_PATH="$2"; MINDRECORD_PATH="$3"; CHECKPOINT_PATH="$4"; shift 4
@@ -18,10 +20,11 @@ for ARG in "$@"; do
     if [ "$PREVIOUS" = "--output_dir" ]; then OUTPUT_DIR="$ARG"; fi
     PREVIOUS="$ARG"
 done
+DEVICE_TARGET="${DEVICE_TARGET:-GPU}"
 source "$(dirname "$0")/venv.sh"
 mkdir -p "$OUTPUT_DIR"
 LOG="$OUTPUT_DIR/eval_$(date +%Y%m%d_%H%M%S).log"
 echo "[run_eval] logging to $LOG"
-python "$REPO_ROOT/eval.py" --device_target="${DEVICE_TARGET:-GPU}" --device_id="$DEVICE_ID" \
+python "$REPO_ROOT/eval.py" --device_target="$DEVICE_TARGET" --device_id="$DEVICE_ID" \
     --coco_root="$DATA_PATH" --mindrecord_dir="$MINDRECORD_PATH" --checkpoint_path="$CHECKPOINT_PATH" \
     --output_dir="$OUTPUT_DIR" "$@" 2>&1 | tee "$LOG"

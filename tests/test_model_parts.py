@@ -1,5 +1,5 @@
 """The detector's building blocks against small reference implementations: anchors, NMS, matching, sampling, box
-coding, mask pasting, channels-last point sampling, upsampling and the ResNet variants."""
+coding, mask pasting, upsampling and the ResNet variants."""
 import math
 
 import mindspore as ms
@@ -11,7 +11,6 @@ from maskrcnn.anchor_generator import AnchorGenerator
 from maskrcnn.box_coder import BoxCoder
 from maskrcnn.box_ops import nms, pairwise_iou
 from maskrcnn.fpn import upsample2x_nearest
-from maskrcnn.layers.bilinear_sample import BilinearSample, BilinearSampleAddRelu
 from maskrcnn.matcher import IGNORE, NEGATIVE, POSITIVE, match
 from maskrcnn.postprocess import paste_mask
 from maskrcnn.resnet import ResNet
@@ -178,60 +177,6 @@ def test_paste_mask_equals_pointwise_grid_sample():
     for box in ([3.3, 4.7, 20.2, 15.9], [-2.0, 10.5, 8.4, 31.0], [30.5, 20.2, 47.9, 39.9]):
         mask = rng.random((12, 12)).astype(np.float32)
         np.testing.assert_array_equal(paste_mask(mask, box, (40, 48)), reference_paste(mask, box, 40, 48))
-
-
-def grid_sample_reference(maps_nchw, points, batch_index):
-    """Points sampled with MindSpore's grid_sample (NCHW) one map at a time -> (P, C)."""
-    out = np.zeros((len(points), maps_nchw.shape[1]), np.float32)
-    for n in range(maps_nchw.shape[0]):
-        rows = batch_index == n
-        grid = Tensor((2 * points[rows] - 1)[None, :, None, :].astype(np.float32))
-        sampled = ops.grid_sample(Tensor(maps_nchw[n:n + 1]), grid, "bilinear", "zeros", False)
-        out[rows] = sampled.asnumpy()[0, :, :, 0].T
-    return out
-
-
-def test_bilinear_sample_equals_grid_sample_with_gradients():
-    rng = np.random.default_rng(4)
-    maps = rng.standard_normal((3, 6, 9, 11)).astype(np.float32)
-    points = rng.uniform(-0.2, 1.2, (400, 2)).astype(np.float32)
-    batch_index = rng.integers(0, 3, 400).astype(np.int32)
-    maps_hwc = Tensor(maps.transpose(0, 2, 3, 1).copy())
-    sample = BilinearSample()
-    out = sample(maps_hwc, Tensor(points), Tensor(batch_index)).asnumpy()
-    np.testing.assert_allclose(out, grid_sample_reference(maps, points, batch_index), atol=1e-5)
-    weights = rng.standard_normal(out.shape).astype(np.float32)
-    grad = ms.grad(lambda m: (sample(m, Tensor(points), Tensor(batch_index)) * Tensor(weights)).sum())(maps_hwc)
-    # The gradient of a linear map: each map cell collects the weights of the samples that read it.
-    eps = np.zeros_like(maps)
-    expected = np.zeros_like(maps)
-    for n, c, y, x in [(0, 1, 2, 3), (2, 5, 8, 10), (1, 0, 0, 0)]:
-        eps[:] = 0
-        eps[n, c, y, x] = 1
-        expected[n, c, y, x] = (grid_sample_reference(eps, points, batch_index) * weights).sum()
-        assert abs(grad.asnumpy()[n, y, x, c] - expected[n, c, y, x]) < 1e-4
-
-
-def test_fused_sample_add_relu_and_its_gradients():
-    rng = np.random.default_rng(5)
-    maps = Tensor(rng.standard_normal((2, 5, 5, 8)).astype(np.float32))
-    points = Tensor(rng.uniform(0, 1, (60, 2)).astype(np.float32))
-    batch_index = Tensor(rng.integers(0, 2, 60).astype(np.int32))
-    base = Tensor(rng.standard_normal((60, 8)).astype(np.float32))
-    bias = Tensor(rng.standard_normal(8).astype(np.float32))
-    fused, sample = BilinearSampleAddRelu(), BilinearSample()
-
-    def unfused(base, maps, bias):
-        return ops.relu(base + sample(maps, points, batch_index) + bias)
-
-    def fused_call(base, maps, bias):
-        return fused(base, maps, points, batch_index, bias)
-
-    np.testing.assert_allclose(fused_call(base, maps, bias).asnumpy(), unfused(base, maps, bias).asnumpy(), atol=1e-6)
-    weights = Tensor(rng.standard_normal((60, 8)).astype(np.float32))
-    for got, want in zip(ms.grad(lambda *a: (fused_call(*a) * weights).sum(), (0, 1, 2))(base, maps, bias),
-                         ms.grad(lambda *a: (unfused(*a) * weights).sum(), (0, 1, 2))(base, maps, bias)):
-        np.testing.assert_allclose(got.asnumpy(), want.asnumpy(), atol=1e-5)
 
 
 def test_upsample2x_nearest_equals_nearest_interpolation():

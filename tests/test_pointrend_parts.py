@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from mindspore import Tensor
 
-from maskrcnn.layers.bilinear_sample import BilinearSample
 from maskrcnn.losses import average_weights
 from maskrcnn_pointrend.data.gt_masks import GRID_SCALE, mask_frame, sample_frame
+from maskrcnn_pointrend.layers.bilinear_sample import BilinearSample
 from maskrcnn_pointrend.mask_head import mask_losses, subdivision_schedule
 from maskrcnn_pointrend.mask_targets import coarse_mask_targets, roi_align_points, sample_mask_grids
 from maskrcnn_pointrend.point_features import uncertain_grid_points, uncertain_points_with_randomness
-from test_roi_align import pooling_matrix
+from tools.kernel_references import pooling_matrix, reference_bilinear_sample
 
 ms.set_context(mode=ms.PYNATIVE_MODE, device_target="CPU")
 
@@ -24,16 +24,9 @@ def sampler():
     return BilinearSample()
 
 
-def grid_sample(plane, xs, ys):
-    """Bilinear samples of an (H, W) plane at index coordinates (cell k centred at k; zero outside), pointwise."""
-    height, width = plane.shape
-    out = np.zeros(len(xs))
-    for n, (x, y) in enumerate(zip(xs, ys)):
-        x0, y0 = math.floor(x), math.floor(y)
-        for dy, dx in ((0, 0), (0, 1), (1, 0), (1, 1)):
-            if 0 <= y0 + dy < height and 0 <= x0 + dx < width:
-                out[n] += (1 - abs(y - y0 - dy)) * (1 - abs(x - x0 - dx)) * plane[y0 + dy, x0 + dx]
-    return out
+def sample_plane(plane, points):
+    """grid_sample(align_corners=False, zero padding) of an (H, W) plane at [0, 1]-normalized points (P, 2)."""
+    return reference_bilinear_sample(plane[None, :, :, None], points, np.zeros(len(points), np.int32))[:, 0]
 
 
 @pytest.mark.parametrize("side, steps, points, expected", [(7, 5, 784, (28, 3)), (7, 5, 28 * 28 - 1, (14, 4)),
@@ -65,7 +58,7 @@ def test_uncertain_points_with_randomness_keeps_the_oversampled_points_of_least_
     points = uncertain_points_with_randomness(sampler, Tensor(logits), Tensor(oversampled), Tensor(fresh),
                                               12).asnumpy()
     for r in range(4):
-        sampled = grid_sample(logits[r], oversampled[r, :, 0] * 7 - 0.5, oversampled[r, :, 1] * 7 - 0.5)
+        sampled = sample_plane(logits[r], oversampled[r])
         chosen = np.argsort(np.abs(sampled), kind="stable")[:12]  # detectron2: topk of -|logit|
         np.testing.assert_array_equal(points[r, :12], oversampled[r, chosen])
         np.testing.assert_array_equal(points[r, 12:], fresh[r])
@@ -143,7 +136,7 @@ def test_point_labels_are_bilinear_samples_of_the_bitmask(sampler, instances):
     labels = sample_mask_grids(sampler, *grid_inputs(grids, frames), Tensor(index),
                                Tensor(points.astype(np.float32))).asnumpy()
     for i in range(4):
-        expected = grid_sample(bitmasks[i].astype(np.float64), points[i, :, 0] - 0.5, points[i, :, 1] - 0.5)
+        expected = sample_plane(bitmasks[i], points[i] / [160, 120])
         assert np.abs(labels[i] - expected).mean() <= 0.01 and np.abs(labels[i] - expected).max() <= 0.2
 
 

@@ -1,100 +1,28 @@
-"""ROIAlignV2 against a numpy transcription of torchvision's roi_align(aligned=True): forward and adjoint."""
-import ctypes
-import itertools
-from concurrent.futures import ThreadPoolExecutor
-
+"""ROIAlignV2 against a numpy transcription of torchvision's roi_align(aligned=True) (tools/kernel_references.py,
+which the GPU kernel check shares): forward and adjoint, input checks, mixed-precision inputs, MindIR export."""
 import mindspore as ms
 import numpy as np
 import pytest
 from mindspore import Tensor, nn, ops
 
-from maskrcnn.layers import build
 from maskrcnn.layers.roi_align import ROIAlignV2
+from tools import kernel_references
+from tools.kernel_references import F32, pooling_matrix, reference_roi_align
 
-F32 = np.float32
 STRIDES = (4, 8, 16)
 SCALES = tuple(1 / s for s in STRIDES)
 CANVAS = (64, 960)  # wide enough for a box whose adaptive grid has ~30 samples per bin along x
 CHANNELS = 3
 
 
-def bilinear_taps(y, x, height, width):
-    """[(flat index into (H, W), weight)] of one bilinear sample at feature coordinates (y, x)."""
-    if not (-1 <= y <= height and -1 <= x <= width):
-        return []
-    y = F32(0) if y <= 0 else y
-    x = F32(0) if x <= 0 else x
-    y_low, x_low = int(y), int(x)
-    if y_low >= height - 1:
-        y_low = y_high = height - 1
-        y = F32(y_low)
-    else:
-        y_high = y_low + 1
-    if x_low >= width - 1:
-        x_low = x_high = width - 1
-        x = F32(x_low)
-    else:
-        x_high = x_low + 1
-    ly, lx = y - F32(y_low), x - F32(x_low)
-    hy, hx = F32(1) - ly, F32(1) - lx
-    return [(y_low * width + x_low, hy * hx), (y_low * width + x_high, hy * lx),
-            (y_high * width + x_low, ly * hx), (y_high * width + x_high, ly * lx)]
-
-
-def pooling_matrix(roi, scale, height, width, output_size, sampling_ratio):
-    """(P*P, H*W) matrix taking a flattened (H, W) plane to the (P, P) bins of roi [b, x1, y1, x2, y2]."""
-    p = output_size
-    start_x, start_y, end_x, end_y = (F32(v) * F32(scale) - F32(0.5) for v in roi[1:])
-    bin_w, bin_h = (end_x - start_x) / F32(p), (end_y - start_y) / F32(p)
-    grid_h = sampling_ratio if sampling_ratio > 0 else int(np.ceil((end_y - start_y) / F32(p)))
-    grid_w = sampling_ratio if sampling_ratio > 0 else int(np.ceil((end_x - start_x) / F32(p)))
-    count = max(grid_h * grid_w, 1)
-    matrix = np.zeros((p * p, height * width))
-    for ph, pw, iy, ix in itertools.product(range(p), range(p), range(grid_h), range(grid_w)):
-        y = start_y + F32(ph) * bin_h + F32(iy + 0.5) * bin_h / F32(grid_h)
-        x = start_x + F32(pw) * bin_w + F32(ix + 0.5) * bin_w / F32(grid_w)
-        for index, weight in bilinear_taps(y, x, height, width):
-            matrix[ph * p + pw, index] += weight / count
-    return matrix
-
-
-def reference_roi_align(features, rois, levels, output_size, sampling_ratio, grad_output):
-    """Pooled (R, C, P, P) and the gradients of sum(pooled * grad_output) w.r.t. each feature level."""
-    pooled = np.zeros(grad_output.shape)
-    grads = [np.zeros(f.shape) for f in features]
-    for r, (roi, level) in enumerate(zip(rois, levels)):
-        if level < 0:
-            continue
-        batch = int(roi[0])
-        _, channels, height, width = features[level].shape
-        matrix = pooling_matrix(roi, SCALES[level], height, width, output_size, sampling_ratio)
-        pooled[r] = (features[level][batch].reshape(channels, -1) @ matrix.T).reshape(pooled.shape[1:])
-        grads[level][batch] += (grad_output[r].reshape(channels, -1) @ matrix).reshape(channels, height, width)
-    return pooled, grads
-
-
 def make_features(rng):
     """One (2, C, H/s, W/s) float32 map per stride."""
-    return [rng.standard_normal((2, CHANNELS, CANVAS[0] // s, CANVAS[1] // s)).astype(F32) for s in STRIDES]
+    return kernel_references.make_features(rng, STRIDES, CANVAS, CHANNELS)
 
 
 def make_rois(rng):
-    """(R, 5) ROIs on a 2-image batch and their (R,) levels: ordinary boxes, boxes under one bin, elongated
-    boxes, boxes on or across the border, a 925 x 6 px box (34 x 1 samples per bin), two skipped (-1) ROIs."""
-    height, width = CANVAS
-    groups = []
-    for count, (min_size, max_size) in ((12, (8, 60)), (6, (0.2, 5)), (4, (100, 900))):
-        x1, y1 = rng.uniform(0, width - 10, count), rng.uniform(0, height - 10, count)
-        groups.append(np.stack([x1, y1, x1 + rng.uniform(min_size, max_size, count),
-                                y1 + rng.uniform(min_size, max_size, count) / 4], 1))
-    groups.append(np.array([[-6, -3, 20, 12], [width - 30, height - 9, width + 7, height + 5],
-                            [0, 0, width, height], [5, 20, 930, 26], [100, 0, 104, height]]))
-    boxes = np.concatenate(groups)
-    batch = rng.integers(0, 2, len(boxes))
-    levels = rng.integers(0, len(STRIDES), len(boxes))
-    levels[-2] = 0  # the 925 x 6 px box, on the finest level
-    levels[[1, 13]] = -1
-    return np.concatenate([batch[:, None], boxes], 1).astype(F32), levels.astype(np.int32)
+    """(R, 5) ROIs of kernel_references.make_rois on every level, and their (R,) levels."""
+    return kernel_references.make_rois(rng, CANVAS, len(STRIDES))
 
 
 def run_pool(pool, features, rois, levels, grad_output, graph_mode):
@@ -123,8 +51,8 @@ def test_matches_reference(output_size, sampling_ratio, graph_mode):
 
     pooled, grads = run_pool(pool, features, rois, levels, grad_output, graph_mode)
 
-    expected_pooled, expected_grads = reference_roi_align(features, rois, levels, output_size, sampling_ratio,
-                                                          grad_output)
+    expected_pooled, expected_grads = reference_roi_align(features, rois, levels, SCALES, output_size,
+                                                          sampling_ratio, grad_output)
     np.testing.assert_allclose(pooled, expected_pooled, rtol=0, atol=1e-5)
     for grad, expected in zip(grads, expected_grads):
         np.testing.assert_allclose(grad, expected, rtol=0, atol=1e-4)
@@ -200,31 +128,14 @@ def test_feature_count_must_match_spatial_scales():
         ROIAlignV2(7, SCALES, 0)(tuple(Tensor(f) for f in make_features(rng)[:2]), Tensor(rois), Tensor(levels))
 
 
-def test_float16_features_raise():
+def test_float16_features_are_pooled_in_float32():
     rng = np.random.default_rng(7)
     rois, levels = make_rois(rng)
-    with pytest.raises(TypeError, match="float32 features"):
-        ROIAlignV2(7, SCALES, 0)(tuple(Tensor(f.astype(np.float16)) for f in make_features(rng)), Tensor(rois),
-                                 Tensor(levels))
+    features = [f.astype(np.float16) for f in make_features(rng)]
+    pool = ROIAlignV2(7, SCALES, 0)
 
+    pooled = pool(tuple(Tensor(f) for f in features), Tensor(rois), Tensor(levels))
 
-def test_concurrent_builds_leave_one_loadable_library_then_reuse_it(tmp_path, monkeypatch):
-    monkeypatch.setenv(build.KERNEL_DIR_ENV, str(tmp_path))
-    with ThreadPoolExecutor(3) as executor:
-        libraries = set(executor.map(lambda _: build.build_cpu_kernel("roi_align_cpu.cc"), range(3)))
-    (library,) = libraries
-    assert sorted(p.name for p in tmp_path.iterdir()) == [library.name]
-    assert ctypes.CDLL(str(library)).RoiAlignV2Backward
-
-    def no_compiler_call(*args, **kwargs):
-        raise AssertionError("the cached library should have been reused")
-
-    monkeypatch.setattr(build.subprocess, "run", no_compiler_call)
-    assert build.build_cpu_kernel("roi_align_cpu.cc") == library
-
-
-def test_missing_compiler_is_reported(tmp_path, monkeypatch):
-    monkeypatch.setenv(build.KERNEL_DIR_ENV, str(tmp_path))
-    monkeypatch.setattr(build.shutil, "which", lambda name: None)
-    with pytest.raises(RuntimeError, match="needs g\\+\\+"):
-        build.build_cpu_kernel("roi_align_cpu.cc")
+    assert pooled.dtype == ms.float32
+    expected = pool(tuple(Tensor(f.astype(F32)) for f in features), Tensor(rois), Tensor(levels))
+    np.testing.assert_array_equal(pooled.asnumpy(), expected.asnumpy())

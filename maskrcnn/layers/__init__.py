@@ -1,2 +1,3 @@
-"""Layers the base detector needs beyond MindSpore's: ROIAlignV2 and bilinear point sampling as custom
-kernels, convolutions with folded FrozenBN, normalization by name."""
+"""Layers the base detector needs beyond MindSpore's: ROIAlignV2 as a custom kernel (csrc/ holds its CPU and CUDA
+sources, build.py compiles them and any other package's custom kernels), convolutions with folded FrozenBN,
+normalization by name."""

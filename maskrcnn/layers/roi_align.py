@@ -8,7 +8,10 @@ import mindspore as ms
 import numpy as np
 from mindspore import Tensor, nn, ops
 
-from maskrcnn.layers.build import kernel_library
+from .build import COMMON_CSRC, KernelSources
+from .custom_op import entry_point, to_float32
+
+KERNELS = KernelSources(COMMON_CSRC, "roi_align")
 
 _NUM_ROI_INPUTS = 4  # rois, levels, spatial_scales, sampling_ratio
 
@@ -40,7 +43,7 @@ def _check_dtypes(feature_dtypes, rois_dtype, levels_dtype):
                         f"{rois_dtype}, {levels_dtype}")
 
 
-def _forward_op(library: str, num_levels: int, output_size: int):
+def _forward_op(num_levels: int, output_size: int):
     """Custom op (features..., rois, levels, spatial_scales, sampling_ratio) -> (R, C, P, P)."""
 
     def infer_shape(*shapes):
@@ -51,15 +54,17 @@ def _forward_op(library: str, num_levels: int, output_size: int):
         _check_dtypes(*_split_inputs(dtypes, num_levels))
         return ms.float32
 
-    op = ops.Custom(f"{library}:RoiAlignV2Forward", out_shape=infer_shape, out_dtype=infer_dtype, func_type="aot")
+    op = ops.Custom(entry_point(KERNELS, "RoiAlignV2Forward"), out_shape=infer_shape, out_dtype=infer_dtype,
+                    func_type="aot")
     # PyNative caches inferred shapes by primitive attributes: ops differing only in output_size must differ here.
     op.add_prim_attr("output_size", output_size)
     return op
 
 
-def _backward_op(library: str, num_levels: int):
+def _backward_op(num_levels: int):
     """Custom op (dout, rois, levels, spatial_scales, sampling_ratio, features...) -> feature gradients."""
-    return ops.Custom(f"{library}:RoiAlignV2Backward", out_shape=lambda *shapes: tuple(shapes[_NUM_ROI_INPUTS + 1:]),
+    return ops.Custom(entry_point(KERNELS, "RoiAlignV2Backward"),
+                      out_shape=lambda *shapes: tuple(shapes[_NUM_ROI_INPUTS + 1:]),
                       out_dtype=(ms.float32,) * num_levels, func_type="aot")
 
 
@@ -67,12 +72,12 @@ class _PoolLevels(nn.Cell):
     """The custom forward op with its gradient; inputs are ordered (rois, levels, features) because PyNative
     reads a custom bprop result whose first item is a tuple as (positional grads, keyword grads)."""
 
-    def __init__(self, library: str, output_size: int, spatial_scales, sampling_ratio: int):
+    def __init__(self, output_size: int, spatial_scales, sampling_ratio: int):
         super().__init__()
         self.spatial_scales = Tensor(np.asarray(spatial_scales, np.float32))
         self.sampling_ratio = Tensor(np.array([sampling_ratio], np.int32))
-        self.pool = _forward_op(library, len(spatial_scales), output_size)
-        self.pool_grad = _backward_op(library, len(spatial_scales))
+        self.pool = _forward_op(len(spatial_scales), output_size)
+        self.pool_grad = _backward_op(len(spatial_scales))
 
     def construct(self, rois, levels, features):
         return self.pool(*features, rois, levels, self.spatial_scales, self.sampling_ratio)
@@ -96,10 +101,9 @@ class ROIAlignV2(nn.Cell):
         if output_size < 1 or sampling_ratio < 0 or not spatial_scales:
             raise ValueError(f"ROIAlignV2 needs output_size >= 1, sampling_ratio >= 0 and at least one spatial "
                              f"scale, got {output_size}, {sampling_ratio}, {spatial_scales}")
-        library = kernel_library("roi_align", ms.get_context("device_target"))
-        self.pool = _PoolLevels(library, output_size, spatial_scales, sampling_ratio)
+        self.pool = _PoolLevels(output_size, spatial_scales, sampling_ratio)
 
     def construct(self, features, rois, levels):
-        """features: tuple of L (N, C, H_l, W_l); rois: (R, 5) [batch, x1, y1, x2, y2] in image pixels;
-        levels: (R,) int32 in [0, L), or -1 for a zero output."""
-        return self.pool(rois, levels, tuple(features))
+        """features: tuple of L (N, C, H_l, W_l) (float16 ones are pooled in float32); rois: (R, 5) [batch, x1, y1,
+        x2, y2] in image pixels; levels: (R,) int32 in [0, L), or -1 for a zero output -> float32."""
+        return self.pool(to_float32(rois), levels, tuple([to_float32(f) for f in features]))

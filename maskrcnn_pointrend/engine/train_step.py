@@ -4,6 +4,8 @@ import mindspore as ms
 import numpy as np
 from mindspore import nn, ops
 
+from maskrcnn.layers.custom_op import to_float32
+
 from ..model import draw_loss_randomness, loss_random_shapes
 
 # PyTorch GradScaler's defaults: start at 2 ** 16, halve on overflow, double after 2000 finite steps.
@@ -39,11 +41,11 @@ class TrainStep:
     iteration).
 
     With world_size > 1 (communication initialised) gradients and losses are averaged over the ranks, so
-    every rank applies the same update. With mixed_precision, MindSpore's automatic mixed precision runs
-    convolutions and matrix products in float16 and a dynamic loss scale (`loss_scaler`, whose state
-    belongs in checkpoints) protects the gradients: a step whose gradients overflow is skipped and the
-    scale lowered, as loss scaling expects; in float32, non-finite gradients are an error like non-finite
-    losses.
+    every rank applies the same update. With mixed_precision, MindSpore's automatic mixed precision ("auto")
+    runs convolutions and matrix products in float16, while the custom kernels (their cells cast to float32)
+    and the losses stay in float32, and a dynamic loss scale (`loss_scaler`, whose state belongs in
+    checkpoints) protects the gradients: a step whose gradients overflow is skipped and the scale lowered, as
+    loss scaling expects; in float32, non-finite gradients are an error like non-finite losses.
     """
 
     def __init__(self, net, optimizer, loss_names, world_size=1, mixed_precision=False):
@@ -57,7 +59,7 @@ class TrainStep:
 
         def total_loss(*inputs):
             losses, nms_converged = net.losses(*inputs)
-            losses = ops.stack(losses)
+            losses = ops.stack([to_float32(loss) for loss in losses])
             total = losses.sum()
             return (loss_scaler.scale(total) if loss_scaler is not None else total), losses, nms_converged
 
