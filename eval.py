@@ -196,7 +196,7 @@ def evaluate(args, cfg):
                     (timer.seconds["network"] - first_network_seconds) / (len(evaluated) - 1))
 
     if args.visualize:
-        shown = evaluated[:args.visualize]
+        shown = [image["id"] for image in images[:args.visualize]]  # in the annotation file's order
         if cfg.mindrecord_dir:
             originals = read_record_images(cfg.mindrecord_dir, shown)
         else:
@@ -206,7 +206,8 @@ def evaluate(args, cfg):
         logger.info("wrote overlays of %d images to %s", len(shown), folder)
 
     extra_timing = {"device_target": cfg.device_target, "image_source": "mindrecord" if cfg.mindrecord_dir else "files",
-                    "model_load_s": model_load_seconds, "network_first_image_s": first_network_seconds}
+                    "model_load_s": model_load_seconds, "network_first_image_s": first_network_seconds,
+                    **predictor.compile_report()}
     write_evaluation(coco_gt, results, cfg.output_dir, len(evaluated), loop_seconds, timer.seconds, logger.info,
                      extra_timing)
 

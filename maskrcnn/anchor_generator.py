@@ -4,6 +4,8 @@ import math
 import mindspore as ms
 from mindspore import nn, ops
 
+from .layers.extent import cells_inside
+
 
 def cell_anchors(size, aspect_ratios):
     """(A, 4) XYXY anchors of area size**2 centred on the origin, one per aspect ratio (h / w)."""
@@ -42,13 +44,10 @@ class AnchorGenerator(nn.Cell):
                      for base, stride, f in zip(self.base_anchors, self.strides, features))
 
     def inside(self, features, extents):
-        """(N, 2) int32 (H, W) extents -> per level (N, H_l * W_l * A) bool: the anchors of the grid cells whose
-        top-left corner lies inside each image's extent, i.e. the anchors the feature maps of an input of
-        that size would have (every anchor when the extent is the input's size)."""
+        """(N, 2) int32 (H, W) extents -> per level (N, H_l * W_l * A) bool: the anchors of the cells that exist
+        for each image (layers/extent.cells_inside), i.e. the anchors an input of that size would have."""
         masks = ()
         for stride, f in zip(self.strides, features):
-            rows = ops.arange(f.shape[-2], dtype=ms.int32).reshape(1, -1, 1) * stride < extents[:, 0].reshape(-1, 1, 1)
-            cols = ops.arange(f.shape[-1], dtype=ms.int32).reshape(1, 1, -1) * stride < extents[:, 1].reshape(-1, 1, 1)
-            cells = ops.logical_and(rows, cols)[..., None]
+            cells = cells_inside(extents, stride, f.shape[-2], f.shape[-1])[..., None]
             masks += (ops.broadcast_to(cells, cells.shape[:3] + (self.num_anchors,)).reshape(extents.shape[0], -1),)
         return masks

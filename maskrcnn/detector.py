@@ -41,20 +41,21 @@ class GeneralizedRCNN(nn.Cell):
 
     def padded_size(self, image_size):
         """(N, 2) image sizes -> (N, 2) int32: each rounded up to a multiple of size_divisibility, the input
-        detectron2 gives the network for that image alone. An input padded further (a fixed training canvas)
-        has anchors beyond it, which the RPN leaves out."""
+        detectron2 gives the network for that image alone. An input padded further (a batch of different sizes,
+        a fixed canvas) computes each image as in an input of this size (layers/extent)."""
         d = self.size_divisibility
         return ((image_size.astype(ms.int32) + (d - 1)) // d) * d
 
     def features(self, images, image_size):
-        """Pyramid features (p2, ..., p6) of uint8 images (N, 3, H, W)."""
-        return self.backbone(self.normalize(images, image_size))
+        """Pyramid features (p2, ..., p6) of uint8 images (N, 3, H, W), each image computed as in an input of its
+        own padded size (layers/extent)."""
+        return self.backbone(self.normalize(images, image_size), self.padded_size(image_size))
 
     def construct(self, images, image_size):
         features = self.features(images, image_size)
-        proposals, _, valid, rpn_converged, _ = self.proposal_generator(features, image_size,
-                                                                         self.padded_size(image_size))
-        outputs = self.roi_heads(features, proposals, valid, image_size)
+        padded_size = self.padded_size(image_size)
+        proposals, _, valid, rpn_converged, _ = self.proposal_generator(features, image_size, padded_size)
+        outputs = self.roi_heads(features, proposals, valid, image_size, padded_size)
         return outputs[:4] + (ops.logical_and(outputs[4], rpn_converged),) + outputs[5:]
 
     def losses(self, images, image_size, gt_boxes, gt_classes, gt_valid, gt_masks, gt_mask_frames, rpn_keys,
@@ -67,11 +68,11 @@ class GeneralizedRCNN(nn.Cell):
         the random sampling, mask_random goes to the mask head, so one step is a pure function of its inputs.
         """
         features = self.features(images, image_size)
-        proposals, _, valid, converged, head_outputs = self.proposal_generator(features, image_size,
-                                                                               self.padded_size(image_size))
+        padded_size = self.padded_size(image_size)
+        proposals, _, valid, converged, head_outputs = self.proposal_generator(features, image_size, padded_size)
         rpn_losses = self.proposal_generator.losses(head_outputs, gt_boxes, gt_valid, rpn_keys)
-        roi_losses = self.roi_heads.losses(features, proposals, valid, gt_boxes, gt_classes, gt_valid, gt_masks,
-                                           gt_mask_frames, roi_keys, mask_random)
+        roi_losses = self.roi_heads.losses(features, padded_size, proposals, valid, gt_boxes, gt_classes, gt_valid,
+                                           gt_masks, gt_mask_frames, roi_keys, mask_random)
         return rpn_losses + roi_losses, converged
 
 

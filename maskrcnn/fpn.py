@@ -2,6 +2,7 @@
 from mindspore import nn, ops
 
 from .layers.conv import XAVIER_FILL, Conv2d
+from .layers.extent import zero_beyond
 from .resnet import STAGE_STRIDES
 
 
@@ -13,7 +14,8 @@ def upsample2x_nearest(x):
 
 
 class FPN(nn.Cell):
-    """(N, 3, H, W) -> (p2, p3, p4, p5, p6), each (N, out_channels, H / stride, W / stride).
+    """(N, 3, H, W) images and their extents (N, 2) -> (p2, p3, p4, p5, p6), each (N, out_channels, H / stride,
+    W / stride), zero beyond each image's extent (see layers/extent).
 
     Named like detectron2 (`bottom_up`, `fpn_lateral{k}`, `fpn_output{k}`) so checkpoints map 1:1.
     """
@@ -35,12 +37,17 @@ class FPN(nn.Cell):
         # slice because MindSpore's CPU StridedSliceGrad fails on odd-sized maps.
         self.top_block = nn.MaxPool2d(1, 2)
 
-    def construct(self, images):
-        bottom_up = self.bottom_up(images)[::-1]
+    def construct(self, images, extents):
+        bottom_up = self.bottom_up(images, extents)[::-1]
+        strides = self.strides[:-1][::-1]
         prev = getattr(self, "fpn_lateral" + self.levels[0])(bottom_up[0])
-        results = (getattr(self, "fpn_output" + self.levels[0])(prev),)
-        for features, level in zip(bottom_up[1:], self.levels[1:]):
+        results = (self._output(self.levels[0], prev, extents, strides[0]),)
+        for features, level, stride in zip(bottom_up[1:], self.levels[1:], strides[1:]):
             top_down = upsample2x_nearest(prev)
             prev = getattr(self, "fpn_lateral" + level)(features) + top_down
-            results = (getattr(self, "fpn_output" + level)(prev),) + results
+            results = (self._output(level, prev, extents, stride),) + results
         return results + (self.top_block(results[-1]),)
+
+    def _output(self, level, x, extents, stride):
+        """The 3x3 output conv of `level`, zero beyond the extents like its input."""
+        return zero_beyond(getattr(self, "fpn_output" + level)(zero_beyond(x, extents, stride)), extents, stride)

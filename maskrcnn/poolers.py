@@ -4,6 +4,7 @@ import math
 import mindspore as ms
 from mindspore import nn, ops
 
+from .layers.extent import replicate_edge_beyond
 from .layers.roi_align import ROIAlignV2
 
 
@@ -15,7 +16,8 @@ def assign_boxes_to_levels(boxes, min_level, max_level, canonical_box_size, cano
 
 
 class ROIPooler(nn.Cell):
-    """(features per level, boxes (N, R, 4), valid (N, R)) -> (N * R, C, S, S); invalid boxes pool zeros."""
+    """(features per level, padded sizes (N, 2), boxes (N, R, 4), valid (N, R)) -> (N * R, C, S, S); invalid
+    boxes pool zeros. Each image is pooled as from an input of its padded size (layers/extent)."""
 
     def __init__(self, output_size, strides, sampling_ratio=0, canonical_box_size=224, canonical_level=4):
         super().__init__()
@@ -23,9 +25,10 @@ class ROIPooler(nn.Cell):
         self.max_level = int(math.log2(strides[-1]))
         self.canonical_box_size = canonical_box_size
         self.canonical_level = canonical_level
+        self.strides = tuple(strides)
         self.roi_align = ROIAlignV2(output_size, tuple(1.0 / s for s in strides), sampling_ratio)
 
-    def construct(self, features, boxes, valid):
+    def construct(self, features, padded_size, boxes, valid):
         num_images, num_boxes = boxes.shape[:2]
         levels = assign_boxes_to_levels(boxes, self.min_level, self.max_level, self.canonical_box_size,
                                         self.canonical_level)
@@ -33,4 +36,5 @@ class ROIPooler(nn.Cell):
         batch_index = ops.broadcast_to(ops.arange(num_images, dtype=ms.float32).reshape(-1, 1, 1),
                                        (num_images, num_boxes, 1))
         rois = ops.concat((batch_index, boxes), -1).reshape(-1, 5)
+        features = tuple(replicate_edge_beyond(f, padded_size, stride) for f, stride in zip(features, self.strides))
         return self.roi_align(features, ops.stop_gradient(rois), levels)

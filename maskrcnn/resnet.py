@@ -1,7 +1,12 @@
-"""ResNet bottom-up backbone (detectron2 layout: stem, res2..res5 of basic or bottleneck blocks)."""
+"""ResNet bottom-up backbone (detectron2 layout: stem, res2..res5 of basic or bottleneck blocks).
+
+Every cell takes the images' extents (N, 2) besides its input and computes each image as if alone in an input of
+that size (see layers/extent).
+"""
 from mindspore import nn, ops
 
 from .layers.conv import Conv2d
+from .layers.extent import zero_beyond
 from .layers.norm import build_norm
 
 BLOCKS_PER_STAGE = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
@@ -10,10 +15,11 @@ STAGE_STRIDES = {"res2": 4, "res3": 8, "res4": 16, "res5": 32}
 
 class BasicBlock(nn.Cell):
     """3x3 -> 3x3 with a projection shortcut when the shape changes (ResNet-18/34); the stride sits in the first
-    conv."""
+    conv. `in_stride`: input pixels per cell of the block's input."""
 
-    def __init__(self, in_channels, out_channels, stride, norm):
+    def __init__(self, in_channels, out_channels, stride, norm, in_stride):
         super().__init__()
+        self.in_stride, self.out_stride = in_stride, in_stride * stride
         if in_channels != out_channels or stride != 1:
             self.shortcut = Conv2d(in_channels, out_channels, 1, stride, bias=False,
                                    norm=build_norm(norm, out_channels))
@@ -23,16 +29,18 @@ class BasicBlock(nn.Cell):
                             norm=build_norm(norm, out_channels), relu=True)
         self.conv2 = Conv2d(out_channels, out_channels, 3, padding=1, bias=False, norm=build_norm(norm, out_channels))
 
-    def construct(self, x):
+    def construct(self, x, extents):
         shortcut = x if self.shortcut is None else self.shortcut(x)
-        return ops.relu(self.conv2(self.conv1(x)) + shortcut)
+        x = self.conv1(zero_beyond(x, extents, self.in_stride))
+        return ops.relu(self.conv2(zero_beyond(x, extents, self.out_stride)) + shortcut)
 
 
 class BottleneckBlock(nn.Cell):
     """1x1 -> 3x3 -> 1x1 with a projection shortcut when the shape changes; the stride sits in the first
-    1x1 conv (detectron2/MSRA weights) or in the 3x3 conv (torchvision/MindSpore zoo weights)."""
+    1x1 conv (detectron2/MSRA weights) or in the 3x3 conv (torchvision/MindSpore zoo weights). `in_stride`:
+    input pixels per cell of the block's input."""
 
-    def __init__(self, in_channels, out_channels, bottleneck_channels, stride, norm, stride_in_1x1):
+    def __init__(self, in_channels, out_channels, bottleneck_channels, stride, norm, stride_in_1x1, in_stride):
         super().__init__()
         if in_channels != out_channels:
             self.shortcut = Conv2d(in_channels, out_channels, 1, stride, bias=False,
@@ -40,15 +48,17 @@ class BottleneckBlock(nn.Cell):
         else:
             self.shortcut = None
         stride_1x1, stride_3x3 = (stride, 1) if stride_in_1x1 else (1, stride)
+        self.conv2_in_stride = in_stride * stride_1x1
         self.conv1 = Conv2d(in_channels, bottleneck_channels, 1, stride_1x1, bias=False,
                             norm=build_norm(norm, bottleneck_channels), relu=True)
         self.conv2 = Conv2d(bottleneck_channels, bottleneck_channels, 3, stride_3x3, padding=1, bias=False,
                             norm=build_norm(norm, bottleneck_channels), relu=True)
         self.conv3 = Conv2d(bottleneck_channels, out_channels, 1, bias=False, norm=build_norm(norm, out_channels))
 
-    def construct(self, x):
+    def construct(self, x, extents):
         shortcut = x if self.shortcut is None else self.shortcut(x)
-        return ops.relu(self.conv3(self.conv2(self.conv1(x))) + shortcut)
+        x = self.conv2(zero_beyond(self.conv1(x), extents, self.conv2_in_stride))
+        return ops.relu(self.conv3(x) + shortcut)
 
 
 class BasicStem(nn.Cell):
@@ -60,8 +70,9 @@ class BasicStem(nn.Cell):
                             norm=build_norm(norm, out_channels), relu=True)
         self.max_pool = nn.MaxPool2d(3, 2, pad_mode="pad", padding=1)
 
-    def construct(self, x):
-        return self.max_pool(self.conv1(x))
+    def construct(self, x, extents):
+        # the ReLU output is >= 0, so zeros beyond the extent never win the max (detectron2 pads with -inf)
+        return self.max_pool(zero_beyond(self.conv1(x), extents, 2))
 
 
 class ResNet(nn.Cell):
@@ -86,6 +97,7 @@ class ResNet(nn.Cell):
         bottleneck = depth >= 50
         in_channels, out_channels = width, 4 * width if bottleneck else width
         self.out_channels = {}
+        in_stride = STAGE_STRIDES[self.stage_names[0]]
         for index, (name, num_blocks) in enumerate(zip(self.stage_names, BLOCKS_PER_STAGE[depth])):
             first_stride = 1 if index == 0 else 2
             blocks = []
@@ -93,11 +105,12 @@ class ResNet(nn.Cell):
                 stride = first_stride if block_index == 0 else 1
                 if bottleneck:
                     blocks.append(BottleneckBlock(in_channels, out_channels, out_channels // 4, stride,
-                                                  stage_norm(index + 1), stride_in_1x1))
+                                                  stage_norm(index + 1), stride_in_1x1, in_stride))
                 else:
-                    blocks.append(BasicBlock(in_channels, out_channels, stride, stage_norm(index + 1)))
+                    blocks.append(BasicBlock(in_channels, out_channels, stride, stage_norm(index + 1), in_stride))
                 in_channels = out_channels
-            setattr(self, name, nn.SequentialCell(blocks))
+                in_stride *= stride
+            setattr(self, name, nn.CellList(blocks))
             self.out_channels[name] = out_channels
             out_channels *= 2
         self.freeze_at = freeze_at
@@ -109,13 +122,15 @@ class ResNet(nn.Cell):
             for param in cell.get_parameters():
                 param.requires_grad = False
 
-    def construct(self, x):
-        x = self.stem(x)
+    def construct(self, x, extents):
+        """(N, 3, H, W) images and their extents (N, 2) -> the out_features maps."""
+        x = self.stem(x, extents)
         if self.freeze_at >= 1:
             x = ops.stop_gradient(x)
         outputs = ()
         for index, name in enumerate(self.stage_names):
-            x = getattr(self, name)(x)
+            for block in getattr(self, name):
+                x = block(x, extents)
             if index + 2 <= self.freeze_at:
                 # Nothing below a frozen stage trains: do not back-propagate into it.
                 x = ops.stop_gradient(x)

@@ -80,10 +80,10 @@ class ROIHeads(nn.Cell):
         self.num_candidates = cfg_roi.nms_candidates_test
         self.detections_per_image = cfg_roi.detections_per_image
 
-    def box_features(self, features, boxes, valid):
+    def box_features(self, features, padded_size, boxes, valid):
         """-> class logits (N, R, K + 1) and deltas (N, R, K * 4) for boxes (N, R, 4)."""
         first, count = self.in_features
-        pooled = self.box_pooler(features[first:first + count], boxes, valid)
+        pooled = self.box_pooler(features[first:first + count], padded_size, boxes, valid)
         cls_logits, deltas = self.box_predictor(self.box_head(pooled))
         num_images, num_boxes = boxes.shape[:2]
         return cls_logits.reshape(num_images, num_boxes, -1), deltas.reshape(num_images, num_boxes, -1)
@@ -95,9 +95,10 @@ class ROIHeads(nn.Cell):
                                           boxes[:, :, None, :])
         return clip_boxes(per_class, image_size)
 
-    def detect(self, features, proposals, valid, image_size):
-        """Inference -> boxes (N, D, 4), scores (N, D), classes (N, D), valid (N, D) and complete (N,)."""
-        cls_logits, deltas = self.box_features(features, proposals, valid)
+    def detect(self, features, proposals, valid, image_size, padded_size):
+        """Inference on images of image_size (N, 2) in inputs of padded_size (N, 2) -> boxes (N, D, 4), scores
+        (N, D), classes (N, D), valid (N, D) and complete (N,)."""
+        cls_logits, deltas = self.box_features(features, padded_size, proposals, valid)
         scores = ops.softmax(cls_logits, -1)[..., :self.num_classes]
         boxes = self.decode_boxes(deltas, proposals, image_size)
         finite = ops.logical_and(ops.isfinite(boxes).all(-1).all(-1), ops.isfinite(scores).all(-1))
@@ -107,9 +108,9 @@ class ROIHeads(nn.Cell):
                      for i in range(proposals.shape[0])]
         return tuple(ops.stack(x) for x in zip(*per_image))
 
-    def construct(self, features, proposals, valid, image_size):
+    def construct(self, features, proposals, valid, image_size, padded_size):
         """Inference -> detect's outputs, and mask probabilities (N, D, S, S) when there is a mask head."""
-        outputs = self.detect(features, proposals, valid, image_size)
+        outputs = self.detect(features, proposals, valid, image_size, padded_size)
         if self.mask_head is not None:
             outputs += (self.mask_head(features, outputs[0], outputs[2], outputs[3]),)
         return outputs
@@ -160,12 +161,12 @@ class ROIHeads(nn.Cell):
         index = ops.clamp(classes, 0, self.num_classes - 1).astype(ms.int32).reshape(num_images, num_boxes, 1, 1)
         return ops.gather_elements(per_class, 2, ops.broadcast_to(index, (num_images, num_boxes, 1, 4)))[:, :, 0]
 
-    def box_training(self, features, sample, gt_boxes):
+    def box_training(self, features, padded_size, sample, gt_boxes):
         """A label_and_sample result and gt_boxes (N, K, 4) -> ((loss_cls, loss_box_reg), the mask head's ROIs):
         the foreground slots' boxes (N, M, 4) -- the box head's regression for their ground-truth class when
         train_on_pred_boxes (no gradient) --, classes (N, M), loss weights (N, M) and ground-truth slots (N, M)."""
         boxes, classes, matched, foreground, sampled = sample
-        cls_logits, deltas = self.box_features(features, boxes, sampled)
+        cls_logits, deltas = self.box_features(features, padded_size, boxes, sampled)
         matched_gt_boxes = ops.gather_elements(gt_boxes, 1, ops.broadcast_to(matched[..., None], boxes.shape))
         losses = self.box_losses(cls_logits, deltas, boxes, classes, matched_gt_boxes, foreground, sampled)
         if self.train_on_pred_boxes:
@@ -176,11 +177,11 @@ class ROIHeads(nn.Cell):
         weights = average_weights(foreground[:, :num_fg], self.per_image_losses)
         return losses, (boxes[:, :num_fg], fg_classes, weights, matched[:, :num_fg])
 
-    def losses(self, features, proposals, proposal_valid, gt_boxes, gt_classes, gt_valid, gt_masks, gt_mask_frames,
-               roi_keys, mask_random):
+    def losses(self, features, padded_size, proposals, proposal_valid, gt_boxes, gt_classes, gt_valid, gt_masks,
+               gt_mask_frames, roi_keys, mask_random):
         """Training: (loss_cls, loss_box_reg) + the mask head's losses on the foreground ROIs (box_training)."""
         sample = self.label_and_sample(proposals, proposal_valid, gt_boxes, gt_classes, gt_valid, roi_keys)
-        losses, mask_rois = self.box_training(features, sample, gt_boxes)
+        losses, mask_rois = self.box_training(features, padded_size, sample, gt_boxes)
         if self.mask_head is None:
             return losses
         return losses + self.mask_head.losses(features, *mask_rois, gt_masks, gt_mask_frames, *mask_random)

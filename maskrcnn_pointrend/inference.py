@@ -7,7 +7,7 @@ import numpy as np
 
 from .categories import model_categories
 from .checkpoints import config_overrides_from_metadata, load_into_network, read_checkpoint
-from .data.transforms import padded_size, preprocess_for_inference, resize_shortest_edge_shape
+from .data.transforms import InferenceInput
 from .model import build_pointrend
 from .raw_detections import raw_from_outputs
 
@@ -32,10 +32,11 @@ class Predictor:
 
     The network runs as four stages (backbone + FPN, RPN, box head with detection selection, mask head), each
     compiled with ms.jit for every new input shape when cfg.test.compile_stages (graph execution is about three
-    times as fast on the CPU; each new padded image shape costs a compilation), else op by op. The graphs of at
-    most cfg.test.max_compiled_shapes shapes are kept (each holds ~1 GB for R50-FPN at 800 x 1333): a new shape
-    beyond that releases them all (ms.ms_memory_recycle, which drops every compiled graph of the process), so
-    feed images grouped by `input_shape` where it matters. `stage_seconds` holds the last image's time per stage.
+    times as fast on the CPU), else op by op. Images are padded to cfg.input.test_canvases, so there is one input
+    shape per canvas (without canvases, one per padded image size). The graphs of at most
+    cfg.test.max_compiled_shapes shapes are kept (each holds ~1 GB for R50-FPN at 800 x 1333): a new shape beyond
+    that releases them all (ms.ms_memory_recycle, which drops every compiled graph of the process), so feed images
+    grouped by `input_shape` where it matters. `stage_seconds` holds the last image's time per stage.
     """
 
     STAGES = ("backbone", "rpn", "box_head", "mask_head")
@@ -49,26 +50,41 @@ class Predictor:
             boxes, _, valid, converged, _ = net.proposal_generator(features, image_size, net.padded_size(image_size))
             return boxes, valid, converged
 
-        functions = (net.features, proposals, net.roi_heads.detect, net.roi_heads.mask_head)
+        def detections(features, proposals, valid, image_size):
+            return net.roi_heads.detect(features, proposals, valid, image_size, net.padded_size(image_size))
+
+        self.inference_input = InferenceInput.from_config(cfg.input)
+        functions = (net.features, proposals, detections, net.roi_heads.mask_head)
         compile_stage = ms.jit if cfg.test.compile_stages else (lambda function: function)
         self.stages = dict(zip(self.STAGES, (compile_stage(f) for f in functions)))
         self.stage_seconds = {}
         self.compiled_shapes = set()
+        self.history = []  # per image run: (input shape, network seconds, whether it compiled the stages first)
 
     def input_shape(self, height, width):
         """(Hp, Wp) the network takes an image of height x width as (resized, then padded)."""
-        cfg = self.cfg.input
-        return padded_size(*resize_shortest_edge_shape(height, width, cfg.min_size_test, cfg.max_size_test),
-                           cfg.size_divisibility)
+        return self.inference_input.shape(height, width)
 
     def _track_compiled(self, shape):
-        """Counts (Hp, Wp) as compiled, first releasing every compiled graph when the limit is reached."""
+        """Counts (Hp, Wp) as compiled, first releasing every compiled graph when the limit is reached -> whether
+        the stages compile for it now."""
         if not self.cfg.test.compile_stages or shape in self.compiled_shapes:
-            return
+            return False
         if len(self.compiled_shapes) >= self.cfg.test.max_compiled_shapes:
             ms.ms_memory_recycle()
             self.compiled_shapes.clear()
         self.compiled_shapes.add(shape)
+        return True
+
+    def compile_report(self):
+        """{"compilations": how many times the stages were compiled, "compile_s": the seconds that took, estimated
+        as each compiling run's time beyond the median run of its shape that did not compile}."""
+        seconds = 0.0
+        for shape, run_seconds, compiled in self.history:
+            if compiled:
+                others = [s for other, s, c in self.history if other == shape and not c]
+                seconds += run_seconds - (float(np.median(others)) if others else 0.0)
+        return {"compilations": sum(c for _, _, c in self.history), "compile_s": round(seconds, 3)}
 
     def _run(self, name, *args):
         start = time.perf_counter()
@@ -85,14 +101,11 @@ class Predictor:
 
     def preprocess(self, image):
         """-> ((3, Hp, Wp) uint8 zero-padded, (h, w) after resize) as the network takes them."""
-        cfg = self.cfg.input
-        padded, size, _ = preprocess_for_inference(image, cfg.min_size_test, cfg.max_size_test,
-                                                   cfg.size_divisibility)
-        return padded, size
+        return self.inference_input(image)
 
     def predict_preprocessed(self, padded, image_size, original_size, image_id):
         """RawDetections for one image already resized and padded (e.g. by the MindRecord test pipeline)."""
-        self._track_compiled(padded.shape[1:])
+        compiles = self._track_compiled(padded.shape[1:])
         images, sizes = ms.Tensor(padded[None]), ms.Tensor(np.array([image_size], np.int32))
         # A tuple of tensors passed to a compiled stage is taken as a constant (recompiling on every new value)
         # unless marked mutable.
@@ -100,6 +113,7 @@ class Predictor:
         proposals, proposal_valid, rpn_converged = self._run("rpn", features, sizes)
         boxes, scores, classes, valid, complete = self._run("box_head", features, proposals, proposal_valid, sizes)
         mask_probs = self._run("mask_head", features, boxes, classes, valid)
+        self.history.append((padded.shape[1:], sum(self.stage_seconds.values()), compiles))
         if not (complete.asnumpy()[0] and rpn_converged.asnumpy()[0]):
             logger.warning("image %s: a fixed-size selection step may have cut the exact result short; raise %s",
                            image_id, self.complete_hint)

@@ -59,9 +59,10 @@ def seed0_checkpoint(detectron2_weights):
 # The quickstart model (configs/quickstart.yaml) at 96-pixel images with fewer proposals, op by op: seconds per run.
 TINY_MODEL = ["--config_path", str(REPO_ROOT / "configs" / "quickstart.yaml"), "--input.min_size_test=96",
               "--input.max_size_test=96", "--input.min_size_train=[96]", "--input.max_size_train=96",
-              "--input.train_canvases=[[96,96]]", "--model.rpn.pre_nms_topk_test=200",
-              "--model.rpn.post_nms_topk_test=100", "--model.roi_heads.nms_candidates_test=100",
-              "--model.roi_heads.detections_per_image=10", "--test.compile_stages=False"]
+              "--input.train_canvases=[[96,96]]", "--input.test_canvases=[[96,96]]",
+              "--model.rpn.pre_nms_topk_test=200", "--model.rpn.post_nms_topk_test=100",
+              "--model.roi_heads.nms_candidates_test=100", "--model.roi_heads.detections_per_image=10",
+              "--test.compile_stages=False"]
 SHAPE_CLASSES = 4  # the categories of make_synthetic_dataset.py
 
 

@@ -47,16 +47,17 @@ def test_mixed_precision_trains_the_quickstart_model_with_finite_losses(tmp_path
 def test_the_tf32_setting_reaches_mindspore_on_gpu_only(tf32, monkeypatch):
     calls = []
     monkeypatch.setattr(ms, "set_context", lambda **kwargs: calls.append(("set_context", kwargs)))
+    monkeypatch.setattr(ms, "set_device", lambda *args: calls.append(("set_device", args)))
     for name in ("conv_allow_tf32", "matmul_allow_tf32"):
         monkeypatch.setattr(ms.device_context.gpu.op_precision, name,
                             lambda value, name=name: calls.append((name, value)))
 
     set_context(load_config(["--device_target=CPU", f"--gpu_tf32={tf32}"]))
-    assert [name for name, _ in calls] == ["set_context"]
+    assert [name for name, _ in calls] == ["set_context", "set_device"] and calls[1][1] == ("CPU", None)
 
     calls.clear()
     set_context(load_config(["--device_target=GPU", "--device_id=3", f"--gpu_tf32={tf32}"]))
-    assert calls[1:] == [("set_context", {"device_id": 3}), ("conv_allow_tf32", tf32), ("matmul_allow_tf32", tf32)]
+    assert calls[1:] == [("set_device", ("GPU", 3)), ("conv_allow_tf32", tf32), ("matmul_allow_tf32", tf32)]
 
 
 def source_gpu_env(venv, cuda_home=None):

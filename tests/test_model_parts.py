@@ -188,9 +188,46 @@ def test_upsample2x_nearest_equals_nearest_interpolation():
 @pytest.mark.parametrize("depth, width, channels", [(18, 16, (16, 32, 64, 128)), (50, 64, (256, 512, 1024, 2048))])
 def test_resnet_variants_shapes_channels_and_freezing(depth, width, channels):
     net = ResNet(depth, "BN" if depth == 18 else "FrozenBN", freeze_at=2, width=width)
-    outputs = net(Tensor(np.zeros((1, 3, 64, 96), np.float32)))
+    outputs = net(Tensor(np.zeros((1, 3, 64, 96), np.float32)), Tensor(np.array([[64, 96]], np.int32)))
     assert [tuple(o.shape) for o in outputs] == [(1, c, 64 // s, 96 // s) for c, s in zip(channels, (4, 8, 16, 32))]
     assert tuple(net.out_channels.values()) == channels
     frozen = [p.name for p in net.get_parameters() if not p.requires_grad]
     assert all(name.startswith(("stem.", "res2.")) or "norm" in name for name in frozen)
     assert any(p.name.startswith("res3.") and p.requires_grad for p in net.get_parameters())
+
+
+def test_an_image_on_a_larger_canvas_is_computed_as_in_its_own_padded_input():
+    """The quickstart network (ResNet-18 + FPN, random weights): an image of 64 x 90 (padded input 64 x 96) placed
+    on a 128 x 160 canvas gives the same features inside its extent, the same proposals, the same pooled box
+    features for boxes reaching its bottom-right edge (ROIAlign's clamp there), and the same detections."""
+    from maskrcnn_pointrend.model import build_pointrend
+
+    ms.set_seed(0)
+    cfg = load_config(["--config_path", "configs/quickstart.yaml", "--model.backbone.norm=FrozenBN"])
+    net = build_pointrend(cfg)
+    net.set_train(False)
+    rng = np.random.default_rng(7)
+    image = rng.integers(0, 256, (3, 64, 90), dtype=np.uint8)
+    size = Tensor(np.array([[64, 90]], np.int32))
+    boxes = Tensor(np.array([[[10.0, 20.0, 90.0, 64.0], [50.0, 0.0, 90.0, 64.0], [0.0, 0.0, 30.0, 30.0]]], np.float32))
+    valid = Tensor(np.ones((1, 3), bool))
+    results = []
+    for canvas in ((64, 96), (128, 160)):
+        images = np.zeros((1, 3) + canvas, np.uint8)
+        images[0, :, :64, :90] = image
+        features = net.features(Tensor(images), size)
+        padded = net.padded_size(size)
+        proposals, _, proposal_valid, _, _ = net.proposal_generator(features, size, padded)
+        pooled = net.roi_heads.box_features(features, padded, boxes, valid)
+        boxes_out, scores, classes, kept, _ = net.roi_heads.detect(features, proposals, proposal_valid, size, padded)
+        kept = kept.asnumpy()[0]
+        results.append({
+            "features": [f.asnumpy()[..., :-(-64 // s), :-(-96 // s)] for f, s in zip(features, STRIDES)],
+            "proposals": [proposals.asnumpy()[0][proposal_valid.asnumpy()[0]]], "pooled": [p.asnumpy() for p in pooled],
+            "detections": [boxes_out.asnumpy()[0][kept], scores.asnumpy()[0][kept], classes.asnumpy()[0][kept]]})
+    own, on_canvas = results
+    assert len(own["proposals"][0]) > 50 and len(own["detections"][1]) > 0
+    for name in own:
+        for a, b in zip(own[name], on_canvas[name]):
+            assert a.shape == b.shape, name
+            np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4 * max(np.abs(a).max(), 1), err_msg=name)

@@ -13,7 +13,7 @@ import pytest
 from conftest import PARITY, REPO_ROOT, requires_shared
 from maskrcnn.box_ops import pairwise_iou
 from maskrcnn_pointrend.config import load_config
-from maskrcnn_pointrend.data.transforms import preprocess_for_inference, read_image_bgr
+from maskrcnn_pointrend.data.transforms import InferenceInput, read_image_bgr
 from maskrcnn_pointrend.inference import load_model
 
 pytestmark = requires_shared
@@ -35,24 +35,28 @@ def reference():
 
 @pytest.fixture(scope="module")
 def stages(seed0_checkpoint):
-    """Backbone, FPN and RPN outputs of our model on the parity image (eager)."""
+    """Backbone, FPN and RPN outputs of our model on the parity image (eager) on its test canvas, the feature maps
+    cropped to the extent of the image's own padded input."""
     ms.set_context(mode=ms.PYNATIVE_MODE, device_target="CPU")
     net, cfg, _ = load_model(load_config([]), seed0_checkpoint)
-    padded, size, _ = preprocess_for_inference(read_image_bgr(IMAGE), cfg.input.min_size_test,
-                                               cfg.input.max_size_test, cfg.input.size_divisibility)
+    padded, size = InferenceInput.from_config(cfg.input)(read_image_bgr(IMAGE))
     images, image_size = ms.Tensor(padded[None]), ms.Tensor(np.array([size], np.int32))
+    extents = net.padded_size(image_size)
     normalized = net.normalize(images, image_size)
-    bottom_up = net.backbone.bottom_up(normalized)
-    pyramid = net.backbone(normalized)
-    proposals, _, valid, _, _ = net.proposal_generator(pyramid, image_size, net.padded_size(image_size))
-    features = dict(zip(["res2", "res3", "res4", "res5", "p2", "p3", "p4", "p5", "p6"],
-                        [f.asnumpy() for f in bottom_up + pyramid]))
-    return {"input_shape": padded[None].shape, "image_size": size, "features": features,
-            "proposals": proposals.asnumpy()[0][valid.asnumpy()[0]]}
+    bottom_up = net.backbone.bottom_up(normalized, extents)
+    pyramid = net.backbone(normalized, extents)
+    proposals, _, valid, _, _ = net.proposal_generator(pyramid, image_size, extents)
+    height, width = extents.asnumpy()[0]
+    features = {name: f.asnumpy()[:, :, :-(-height // stride), :-(-width // stride)] for name, f, stride in zip(
+        ["res2", "res3", "res4", "res5", "p2", "p3", "p4", "p5", "p6"], bottom_up + pyramid,
+        [4, 8, 16, 32, 4, 8, 16, 32, 64])}
+    return {"input_shape": (1, 3, height, width), "canvas": padded.shape[1:], "image_size": size,
+            "features": features, "proposals": proposals.asnumpy()[0][valid.asnumpy()[0]]}
 
 
 def test_input_is_padded_like_detectron2(stages, reference):
     assert tuple(stages["input_shape"]) == tuple(reference["input_tensor_shape"])
+    assert stages["canvas"] == (800, 1344)  # computed on the test canvas, as if padded only to 800 x 1216
     assert tuple(stages["image_size"]) == tuple(reference["image_size"])
 
 

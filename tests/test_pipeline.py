@@ -18,10 +18,10 @@ from conftest import COCO_MINI, PARITY, requires_shared
 from maskrcnn_pointrend.config import load_config
 from maskrcnn_pointrend.data.coco_mindrecord import RecordInstances, convert_coco, decode_instances, mindrecord_files
 from maskrcnn_pointrend.data.dataset import (TRAIN_COLUMNS, TrainTransform, create_test_dataset, create_train_dataset,
-                                             orientation_canvases, record_canvases, training_stream)
+                                             record_canvases, training_stream)
 from maskrcnn_pointrend.data.gt_masks import FRAME_MARGIN, GRID_SCALE
 from maskrcnn_pointrend.data.image_check import inspect_image
-from maskrcnn_pointrend.data.transforms import (ImageReadError, preprocess_for_inference, read_image_bgr,
+from maskrcnn_pointrend.data.transforms import (ImageReadError, InferenceInput, orientation_canvases, read_image_bgr,
                                                 resize_shortest_edge_shape)
 
 MASK_MEMORY_BOUND = 16 * 2 ** 20  # bytes per training image the pipeline may produce
@@ -58,15 +58,26 @@ def test_resize_shape_follows_detectron2(size, short_edge, expected):
 
 
 @requires_shared
-def test_preprocess_for_inference_gives_detectron2s_input_for_the_parity_image():
+def test_inference_input_without_canvases_is_detectron2s_input_for_the_parity_image():
     reference = np.load(PARITY / "ref_seed0_coco_397133_800.npz")
     image = read_image_bgr(PARITY / "coco_397133_800.png")
     np.testing.assert_array_equal(image, cv2.imread(str(PARITY / "coco_397133_800.png")))  # BGR, as cv2
-    padded, image_size, scale = preprocess_for_inference(image, 800, 1333, 32)
+    padded, image_size = InferenceInput(800, 1333, 32, [])(image)
     assert padded.dtype == np.uint8 and padded.shape == tuple(reference["input_tensor_shape"][1:])
-    assert image_size == tuple(reference["image_size"]) and scale == (1.0, 1.0)
+    assert image_size == tuple(reference["image_size"])
     np.testing.assert_array_equal(padded[:, :800, :1199], image.transpose(2, 0, 1))
     assert not padded[:, :, 1199:].any()
+
+
+def test_inference_input_pads_to_the_orientations_canvas():
+    inference_input = InferenceInput(800, 1333, 32, [[800, 1344], [1344, 800]])
+    assert inference_input.shape(480, 640) == (800, 1344) and inference_input.shape(640, 480) == (1344, 800)
+    assert inference_input.shape(500, 500) == (1344, 800)  # a square image is not landscape
+    padded, image_size = inference_input(np.full((480, 640, 3), 9, np.uint8))
+    assert padded.shape == (3, 800, 1344) and image_size == (800, 1067)
+    assert (padded[:, :, :1067] == 9).all() and not padded[:, :, 1067:].any()
+    with pytest.raises(ValueError, match="cannot hold"):
+        InferenceInput(800, 1333, 32, [[800, 1216], [1216, 800]])
 
 
 def test_read_image_bgr_applies_exif_orientation_and_names_unreadable_files(tmp_path):
@@ -392,16 +403,16 @@ def test_training_drops_images_without_non_crowd_instances(tmp_path, cfg, caplog
 
 
 @requires_shared
-def test_test_dataset_matches_preprocess_for_inference(mini, cfg):
+def test_test_dataset_matches_the_inference_input(mini, cfg):
     coco = json.loads((COCO_MINI / "annotations" / "instances_val2017.json").read_text())
     rows = list(create_test_dataset(mini / "val2017", cfg).create_dict_iterator(output_numpy=True, num_epochs=1))
     assert [int(r["image_id"]) for r in rows] == [im["id"] for im in coco["images"]]
+    inference_input = InferenceInput.from_config(cfg.input)
     for row, info in zip(rows, coco["images"]):
         assert tuple(row["original_size"]) == (info["height"], info["width"])
         h, w = resize_shortest_edge_shape(info["height"], info["width"], 800, 1333)
         assert tuple(row["image_size"]) == (h, w)
-        assert row["image"].shape == (3, -(-h // 32) * 32, -(-w // 32) * 32) and row["image"].dtype == np.uint8
+        assert row["image"].shape == (3, *((800, 1344) if w > h else (1344, 800))) and row["image"].dtype == np.uint8
     for row, info in zip(rows[:3], coco["images"]):
-        expected, _, _ = preprocess_for_inference(read_image_bgr(COCO_MINI / "val2017" / info["file_name"]),
-                                                  800, 1333, 32)
+        expected, _ = inference_input(read_image_bgr(COCO_MINI / "val2017" / info["file_name"]))
         np.testing.assert_array_equal(row["image"], expected)

@@ -132,7 +132,8 @@ def run_replay(fixture, checkpoint):
         head_outputs = net.proposal_generator(features, image_size, net.padded_size(image_size))[-1]
         rpn_losses = net.proposal_generator.losses(head_outputs, gt_boxes, gt_valid, rpn_keys)
         rois = roi_heads.label_and_sample(proposals, proposal_valid, gt_boxes, gt_classes, gt_valid, roi_keys)
-        box_losses, (boxes, classes, weights, _) = roi_heads.box_training(features, rois, gt_boxes)
+        box_losses, (boxes, classes, weights, _) = roi_heads.box_training(features, net.padded_size(image_size),
+                                                                          rois, gt_boxes)
         classes = classes.reshape(-1)
         maps = mask_head.channels_last(features)
         coarse = mask_head.coarse_logits(maps, boxes)

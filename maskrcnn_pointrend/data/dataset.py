@@ -12,7 +12,7 @@ mask; each mask as an MxM grid over a frame around its box (gt_masks, gt_mask_fr
 without a non-crowd instance are dropped. Normalization happens inside the network: images stay uint8 BGR,
 zero-padded.
 
-Test: resize to min_size_test / max_size_test, zero-pad to a multiple of size_divisibility, one image
+Test: transforms.InferenceInput (resize to min_size_test / max_size_test, zero-pad to a test canvas), one image
 at a time, in file order, with its original size to paste results back.
 """
 import logging
@@ -22,7 +22,7 @@ import numpy as np
 
 from .coco_mindrecord import INSTANCE_COLUMNS, decode_instances, mindrecord_files, read_image_index
 from .gt_masks import ResizeFlip, instance_grid, nonempty_boxes
-from .transforms import (pad_chw, padded_size, preprocess_for_inference, read_image_bgr, resize_image,
+from .transforms import (InferenceInput, canvas_shape, orientation_canvases, pad_chw, read_image_bgr, resize_image,
                          resize_shortest_edge_shape)
 
 logger = logging.getLogger(__name__)
@@ -53,26 +53,6 @@ def training_selection_counts(image_index, max_instances):
     }
 
 
-def orientation_canvases(canvases, max_short_edge, max_size):
-    """cfg.input.train_canvases -> ((H, W) landscape canvas, (H, W) portrait canvas), checked to hold every
-    resized image: a landscape image is at most max_short_edge x max_size, a portrait one the transpose.
-    A single canvas (e.g. a square one for small images) takes both orientations."""
-    if len(canvases) == 1:
-        landscape = portrait = [tuple(canvases[0])]
-    else:
-        landscape = [tuple(c) for c in canvases if c[0] <= c[1]]
-        portrait = [tuple(c) for c in canvases if c[0] > c[1]]
-    if len(canvases) not in (1, 2) or len(landscape) != 1 or len(portrait) != 1:
-        raise ValueError(f"cfg.input.train_canvases must hold one landscape (H <= W) and one portrait (H > W) "
-                         f"canvas, or one canvas for both, got {canvases}")
-    (lh, lw), (ph, pw) = landscape[0], portrait[0]
-    if lh < max_short_edge or lw < max_size or ph < max_size or pw < max_short_edge:
-        raise ValueError(f"cfg.input.train_canvases {canvases} cannot hold images resized to a shorter side of "
-                         f"{max_short_edge} and a longer side of {max_size}: need [{max_short_edge}, {max_size}] "
-                         f"and [{max_size}, {max_short_edge}] or larger")
-    return landscape[0], portrait[0]
-
-
 class TrainTransform:
     """A record -> one training sample (TRAIN_COLUMNS), its random scale and flip drawn from its aug seed."""
 
@@ -87,7 +67,7 @@ class TrainTransform:
         self.sampling = sampling
         self.max_size = max_size
         self.flip_probability = 0.5 if random_flip == "horizontal" else 0.0
-        self.canvases = orientation_canvases(canvases, max(min_sizes), max_size) if canvases else None
+        self.canvases = orientation_canvases(canvases, max(min_sizes), max_size)
         self.size_divisibility = size_divisibility
         self.max_instances = max_instances
         self.grid_size = grid_size
@@ -135,21 +115,14 @@ class TrainTransform:
         gt_classes[:len(kept)] = instances.classes[kept]
         gt_valid = np.zeros(slots, np.float32)
         gt_valid[:len(kept)] = 1.0
-        canvas = self.canvas(new_h, new_w, width > height)
+        canvas = canvas_shape(new_h, new_w, self.canvases, self.size_divisibility)
         image = pad_chw(resized[:, ::-1] if flip else resized, *canvas)
         return image, np.asarray([new_h, new_w], np.int32), gt_boxes, gt_classes, gt_valid, masks, frames
-
-    def canvas(self, new_h, new_w, landscape):
-        """(H, W) the training image is padded to: its orientation's canvas, or without canvases the image's
-        size rounded up to a multiple of size_divisibility (detectron2's padding of a single image)."""
-        if self.canvases is None:
-            return padded_size(new_h, new_w, self.size_divisibility)
-        return self.canvases[0] if landscape else self.canvases[1]
 
 
 def record_canvases(image_index):
     """-> (num_records,) int64: 0 for records TrainTransform pads to the landscape canvas (W > H), 1 for the
-    portrait one."""
+    portrait one (see transforms.canvas_shape)."""
     return (image_index["width"] <= image_index["height"]).astype(np.int64)
 
 
@@ -235,12 +208,12 @@ def create_train_dataset(mindrecord_dir, cfg, batch_size, num_batches, num_shard
 class EvalTransform:
     """A record's image bytes -> image (3, Hp, Wp) uint8, image_size (2,) int32, original_size (2,) int32."""
 
-    def __init__(self, min_size, max_size, size_divisibility):
-        self.min_size, self.max_size, self.size_divisibility = min_size, max_size, size_divisibility
+    def __init__(self, inference_input):
+        self.inference_input = inference_input
 
     def __call__(self, image):
         decoded = read_image_bgr(image.tobytes())
-        padded, image_size, _ = preprocess_for_inference(decoded, self.min_size, self.max_size, self.size_divisibility)
+        padded, image_size = self.inference_input(decoded)
         return padded, np.asarray(image_size, np.int32), np.asarray(decoded.shape[:2], np.int32)
 
 
@@ -248,10 +221,9 @@ def create_test_dataset(mindrecord_dir, cfg, num_workers=2, record_order=None):
     """-> a dataset of single images with TEST_COLUMNS: image (3, Hp, Wp) uint8 BGR, image_size (2,) int32 (h, w)
     after resize, original_size (2,) int32 (H0, W0), image_id int64; in record order, or the records
     `record_order` (indices) in that order."""
-    i = cfg.input
     sampler = ds.SubsetSampler(list(record_order)) if record_order is not None else None
     data = ds.MindDataset(mindrecord_files(mindrecord_dir), columns_list=["image", "image_id"],
                           num_parallel_workers=1, shuffle=False if sampler is None else None, sampler=sampler)
-    data = data.map(EvalTransform(i.min_size_test, i.max_size_test, i.size_divisibility), input_columns=["image"],
+    data = data.map(EvalTransform(InferenceInput.from_config(cfg.input)), input_columns=["image"],
                     output_columns=["image", "image_size", "original_size"], num_parallel_workers=num_workers)
     return data.project(list(TEST_COLUMNS))

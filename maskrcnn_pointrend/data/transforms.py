@@ -95,9 +95,61 @@ def padded_size(height, width, size_divisibility):
             -(-width // size_divisibility) * size_divisibility)
 
 
-def preprocess_for_inference(image, min_size, max_size, size_divisibility):
-    """(H0, W0, 3) uint8 BGR -> ((3, Hp, Wp) uint8 zero-padded, (h, w) after resize, (sx, sy) = (w / W0, h / H0))."""
-    height, width = image.shape[:2]
-    new_h, new_w = resize_shortest_edge_shape(height, width, min_size, max_size)
-    padded = pad_chw(resize_image(image, new_h, new_w), *padded_size(new_h, new_w, size_divisibility))
-    return padded, (new_h, new_w), (new_w / width, new_h / height)
+def orientation_canvases(canvases, max_short_edge, max_size):
+    """cfg.input.train_canvases or test_canvases -> ((H, W) landscape canvas, (H, W) portrait canvas), checked to
+    hold every resized image: a landscape image is at most max_short_edge x max_size, a portrait one the
+    transpose. A single canvas (e.g. a square one for small images) takes both orientations; none -> None."""
+    if not canvases:
+        return None
+    if len(canvases) == 1:
+        landscape = portrait = [tuple(canvases[0])]
+    else:
+        landscape = [tuple(c) for c in canvases if c[0] <= c[1]]
+        portrait = [tuple(c) for c in canvases if c[0] > c[1]]
+    if len(canvases) not in (1, 2) or len(landscape) != 1 or len(portrait) != 1:
+        raise ValueError(f"canvases must hold one landscape (H <= W) and one portrait (H > W) "
+                         f"canvas, or one canvas for both, got {canvases}")
+    (lh, lw), (ph, pw) = landscape[0], portrait[0]
+    if lh < max_short_edge or lw < max_size or ph < max_size or pw < max_short_edge:
+        raise ValueError(f"canvases {canvases} cannot hold images resized to a shorter side of "
+                         f"{max_short_edge} and a longer side of {max_size}: need [{max_short_edge}, {max_size}] "
+                         f"and [{max_size}, {max_short_edge}] or larger")
+    return landscape[0], portrait[0]
+
+
+def canvas_shape(height, width, canvases, size_divisibility):
+    """(H, W) the network takes a resized image of height x width as: the landscape (width > height) or portrait
+    canvas of orientation_canvases' pair, or without canvases the image rounded up to a multiple of
+    size_divisibility."""
+    if canvases is None:
+        return padded_size(height, width, size_divisibility)
+    return canvases[0] if width > height else canvases[1]
+
+
+class InferenceInput:
+    """The test-time input of cfg.input: shorter side resized to min_size_test (the longer at most max_size_test),
+    zero-padded to the orientation's canvas of test_canvases (one compiled input shape per canvas; the network
+    computes each image as in an input of its size padded to size_divisibility, see maskrcnn/layers/extent), or
+    without canvases to a multiple of size_divisibility as detectron2 pads."""
+
+    def __init__(self, min_size, max_size, size_divisibility, canvases):
+        self.min_size, self.max_size, self.size_divisibility = min_size, max_size, size_divisibility
+        self.canvases = orientation_canvases(canvases, min_size, max_size)
+
+    @classmethod
+    def from_config(cls, cfg_input):
+        return cls(cfg_input.min_size_test, cfg_input.max_size_test, cfg_input.size_divisibility,
+                   cfg_input.test_canvases)
+
+    def resized_size(self, height, width):
+        """(h, w) of an image of height x width after the test resize."""
+        return resize_shortest_edge_shape(height, width, self.min_size, self.max_size)
+
+    def shape(self, height, width):
+        """(Hp, Wp) of the network input of an image of height x width."""
+        return canvas_shape(*self.resized_size(height, width), self.canvases, self.size_divisibility)
+
+    def __call__(self, image):
+        """(H0, W0, 3) uint8 BGR -> ((3, Hp, Wp) uint8 zero-padded, (h, w) after resize)."""
+        new_h, new_w = self.resized_size(*image.shape[:2])
+        return pad_chw(resize_image(image, new_h, new_w), *self.shape(*image.shape[:2])), (new_h, new_w)

@@ -132,8 +132,11 @@ def timing_lines(timing):
 
 
 def write_evaluation(coco_gt, results, output_dir, images, loop_seconds, stage_seconds, log, extra_timing=None):
-    """Write the results json, evaluate_coco's eval.log and tables, metrics.json (the 12 COCO statistics per IoU
-    type, as fractions) and timing.json (with `extra_timing` merged in) to output_dir -> (metrics, timing)."""
+    """Write the results json (in the annotation file's image order, however the images were run),
+    evaluate_coco's eval.log and tables, metrics.json (the 12 COCO statistics per IoU type, as fractions) and
+    timing.json (with `extra_timing` merged in) to output_dir -> (metrics, timing)."""
+    order = {image["id"]: index for index, image in enumerate(coco_gt.dataset["images"])}
+    results = sorted(results, key=lambda result: order[result["image_id"]])
     os.makedirs(output_dir, exist_ok=True)
     results_path = os.path.join(output_dir, RESULTS_FILE)
     write_text(results_path, json.dumps(results))
