@@ -122,7 +122,8 @@ def benchmark_train(args, cfg):
 
     def run(iteration):
         start = time.perf_counter()
-        inputs = loss_inputs(batch, step_randomness(cfg, cfg.seed, iteration, 0, num_images, canvas))
+        inputs = loss_inputs(batch, step_randomness(net, cfg.seed, iteration, 0, num_images, canvas,
+                                                    cfg.input.max_instances))
         data_end = time.perf_counter()
         step(iteration, inputs, 1e-4)
         end = time.perf_counter()

@@ -173,7 +173,8 @@ def run_iterations(step, net, dataset, cfg, start_iter, max_iter, rank, checkpoi
         started = time.perf_counter()
         for batch in dataset.create_tuple_iterator(output_numpy=True, num_epochs=1):
             data_time = time.perf_counter() - started
-            randomness = step_randomness(cfg, cfg.seed, iteration, rank * batch_size, batch_size, batch[0].shape[2:])
+            randomness = step_randomness(net, cfg.seed, iteration, rank * batch_size, batch_size, batch[0].shape[2:],
+                                         cfg.input.max_instances)
             lr = schedule(iteration)
             losses, applied, nms_converged = step(iteration, loss_inputs(batch, randomness), lr)
             if not applied:

@@ -28,16 +28,21 @@ def grid_anchors(base_anchors, stride, offset, height, width):
 
 
 class AnchorGenerator(nn.Cell):
-    """Anchors for each feature map: tuple of (H_l * W_l * A, 4), A = len(aspect_ratios)."""
+    """Anchors for each feature map: tuple of (H_l * W_l * A, 4), A = len(cfg_anchor.aspect_ratios), with one
+    size of cfg_anchor.sizes per level of `strides`."""
 
-    def __init__(self, sizes, aspect_ratios, strides, offset=0.0):
+    def __init__(self, cfg_anchor, strides):
         super().__init__()
-        if len(sizes) != len(strides):
-            raise ValueError(f"{len(sizes)} anchor sizes for {len(strides)} feature levels")
-        self.base_anchors = tuple(cell_anchors(size, aspect_ratios) for size in sizes)
+        if len(cfg_anchor.sizes) != len(strides):
+            raise ValueError(f"{len(cfg_anchor.sizes)} anchor sizes for {len(strides)} feature levels")
+        self.base_anchors = tuple(cell_anchors(size, cfg_anchor.aspect_ratios) for size in cfg_anchor.sizes)
         self.strides = tuple(strides)
-        self.offset = offset
-        self.num_anchors = len(aspect_ratios)
+        self.offset = cfg_anchor.offset
+        self.num_anchors = len(cfg_anchor.aspect_ratios)
+
+    def level_counts(self, height, width):
+        """Anchors per level for an input of height x width (a multiple of the largest stride, or padded to one)."""
+        return [math.ceil(height / s) * math.ceil(width / s) * self.num_anchors for s in self.strides]
 
     def construct(self, features):
         return tuple(grid_anchors(base, stride, self.offset, f.shape[-2], f.shape[-1])

@@ -2,7 +2,6 @@
 import mindspore as ms
 from mindspore import nn, ops
 
-from .anchor_generator import AnchorGenerator
 from .fpn import FPN
 from .resnet import ResNet
 from .roi_heads import ROIHeads
@@ -58,36 +57,42 @@ class GeneralizedRCNN(nn.Cell):
         outputs = self.roi_heads(features, proposals, valid, image_size, padded_size)
         return outputs[:4] + (ops.logical_and(outputs[4], rpn_converged),) + outputs[5:]
 
-    def losses(self, images, image_size, gt_boxes, gt_classes, gt_valid, gt_masks, gt_mask_frames, rpn_keys,
-               roi_keys, *mask_random):
+    def losses(self, images, image_size, gt_boxes, gt_classes, gt_valid, gt_masks, rpn_keys, roi_keys, mask_random):
         """Training losses (rpn objectness, rpn box, box classification, box regression[, mask head's ...]) and
         nms_converged (N,) of the RPN's proposal selection (see box_ops.nms).
 
-        gt_* hold K padded ground-truth slots per image (gt_valid marks real ones; gt_masks (N, K, G, G) are
-        mask grids over gt_mask_frames (N, K, 4)); rpn_keys (N, A) and roi_keys (N, P + K) uniform [0, 1) drive
-        the random sampling, mask_random goes to the mask head, so one step is a pure function of its inputs.
+        gt_* hold K padded ground-truth slots per image (gt_valid marks real ones; gt_masks is the mask head's
+        tuple of per-slot ground truth); rpn_keys, roi_keys and the mask head's tuple mask_random are uniform
+        [0, 1) draws of the shapes random_input_shapes gives, which drive the random sampling, so that one step
+        is a pure function of its inputs.
         """
         features = self.features(images, image_size)
         padded_size = self.padded_size(image_size)
         proposals, _, valid, converged, head_outputs = self.proposal_generator(features, image_size, padded_size)
         rpn_losses = self.proposal_generator.losses(head_outputs, gt_boxes, gt_valid, rpn_keys)
         roi_losses = self.roi_heads.losses(features, padded_size, proposals, valid, gt_boxes, gt_classes, gt_valid,
-                                           gt_masks, gt_mask_frames, roi_keys, mask_random)
+                                           gt_masks, roi_keys, mask_random)
         return rpn_losses + roi_losses, converged
+
+    def random_input_shapes(self, num_images, height, width, num_gt_slots):
+        """Shapes of the uniform draws losses takes for num_images inputs of height x width with num_gt_slots
+        ground-truth slots: rpn_keys (N, anchors), roi_keys (N, candidates) and the mask head's tuple (for N times
+        its ROIs per image), or () without a mask head."""
+        rpn, roi_heads = self.proposal_generator, self.roi_heads
+        num_candidates = roi_heads.num_sampling_candidates(rpn.num_train_proposals(height, width), num_gt_slots)
+        mask_shapes = () if roi_heads.mask_head is None else roi_heads.mask_head.random_input_shapes(
+            num_images * roi_heads.num_mask_rois)
+        return (num_images, rpn.num_anchors(height, width)), (num_images, num_candidates), mask_shapes
 
 
 def build_detector(cfg, mask_head_builder=None):
-    """The detector described by `cfg`; `mask_head_builder(cfg.model, feature_strides)` adds a mask head."""
+    """The detector described by `cfg`: each cell built from its config subtree and the shapes of its inputs;
+    `mask_head_builder(cfg.model, features' {name: FeatureSpec})` adds a mask head."""
     m = cfg.model
-    bottom_up = ResNet(m.backbone.depth, m.backbone.norm, m.backbone.stride_in_1x1, m.backbone.freeze_at,
-                       m.backbone.out_features, m.backbone.width)
-    backbone = FPN(bottom_up, m.fpn.out_channels)
-    feature_strides = {f"p{s.bit_length() - 1}": s for s in backbone.strides}
-    rpn_strides = [feature_strides[name] for name in m.rpn.in_features]
-    anchors = AnchorGenerator(m.anchor.sizes, m.anchor.aspect_ratios, rpn_strides, m.anchor.offset)
-    proposal_generator = RPN(m.rpn, [list(feature_strides).index(n) for n in m.rpn.in_features], anchors,
-                             m.fpn.out_channels, m.nms_rounds)
-    mask_head = mask_head_builder(m, feature_strides) if mask_head_builder else None
-    roi_heads = ROIHeads(m, feature_strides, mask_head)
+    backbone = FPN(ResNet(m.backbone), m.fpn)
+    features = backbone.output_shape()
+    proposal_generator = RPN(m.rpn, m.anchor, features)
+    mask_head = mask_head_builder(m, features) if mask_head_builder else None
+    roi_heads = ROIHeads(m.roi_heads, m.box_head, features, m.num_classes, mask_head)
     return GeneralizedRCNN(backbone, proposal_generator, roi_heads, cfg.input.pixel_mean, cfg.input.pixel_std,
                            cfg.input.format, cfg.input.size_divisibility)

@@ -3,7 +3,7 @@ from mindspore import nn, ops
 
 from .layers.conv import XAVIER_FILL, Conv2d
 from .layers.extent import zero_beyond
-from .resnet import STAGE_STRIDES
+from .shape_spec import FeatureSpec
 
 
 def upsample2x_nearest(x):
@@ -20,22 +20,27 @@ class FPN(nn.Cell):
     Named like detectron2 (`bottom_up`, `fpn_lateral{k}`, `fpn_output{k}`) so checkpoints map 1:1.
     """
 
-    def __init__(self, bottom_up, out_channels=256):
+    def __init__(self, bottom_up, cfg_fpn):
         super().__init__()
         self.bottom_up = bottom_up
-        self.in_features = bottom_up.out_features
-        for name in self.in_features:
+        bottom_up_shape = bottom_up.output_shape()
+        out_channels = cfg_fpn.out_channels
+        for name, spec in bottom_up_shape.items():
             level = name[-1]
-            setattr(self, f"fpn_lateral{level}", Conv2d(bottom_up.out_channels[name], out_channels, 1,
-                                                        weight_init=XAVIER_FILL))
+            setattr(self, f"fpn_lateral{level}", Conv2d(spec.channels, out_channels, 1, weight_init=XAVIER_FILL))
             setattr(self, f"fpn_output{level}", Conv2d(out_channels, out_channels, 3, padding=1,
                                                        weight_init=XAVIER_FILL))
-        self.levels = tuple(name[-1] for name in self.in_features)[::-1]  # coarsest first
-        self.strides = tuple(STAGE_STRIDES[n] for n in self.in_features) + (2 * STAGE_STRIDES[self.in_features[-1]],)
+        self.levels = tuple(name[-1] for name in bottom_up_shape)[::-1]  # coarsest first
+        strides = [spec.stride for spec in bottom_up_shape.values()]
+        self.strides = tuple(strides) + (2 * strides[-1],)
         self.out_channels = out_channels
         # p6 = max-pool of p5 with kernel 1, stride 2 (a stride-2 subsample); as an op rather than a strided
         # slice because MindSpore's CPU StridedSliceGrad fails on odd-sized maps.
         self.top_block = nn.MaxPool2d(1, 2)
+
+    def output_shape(self):
+        """{name: FeatureSpec} of p2 .. p6 (or from the finest level the bottom-up gives), finest first."""
+        return {f"p{stride.bit_length() - 1}": FeatureSpec(self.out_channels, stride) for stride in self.strides}
 
     def construct(self, images, extents):
         bottom_up = self.bottom_up(images, extents)[::-1]

@@ -8,6 +8,7 @@ from mindspore import nn, ops
 from .layers.conv import Conv2d
 from .layers.extent import zero_beyond
 from .layers.norm import build_norm
+from .shape_spec import FeatureSpec
 
 BLOCKS_PER_STAGE = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
 STAGE_STRIDES = {"res2": 4, "res3": 8, "res4": 16, "res5": 32}
@@ -76,27 +77,28 @@ class BasicStem(nn.Cell):
 
 
 class ResNet(nn.Cell):
-    """Returns the feature maps named in `out_features` (subset of res2..res5) as a tuple, finest first.
+    """Returns the feature maps named in cfg_backbone.out_features (subset of res2..res5) as a tuple, finest first.
 
-    `width` is the stem's output channels and res2's bottleneck width (64 in the standard networks); res2 has
-    4 * width output channels with bottleneck blocks (depth >= 50), width with basic blocks, and every later
-    stage doubles them.
+    cfg_backbone: depth, norm, stride_in_1x1, freeze_at, out_features and width, the stem's output channels and
+    res2's bottleneck width (64 in the standard networks); res2 has 4 * width output channels with bottleneck
+    blocks (depth >= 50), width with basic blocks, and every later stage doubles them.
     """
 
-    def __init__(self, depth=50, norm="FrozenBN", stride_in_1x1=True, freeze_at=2,
-                 out_features=("res2", "res3", "res4", "res5"), width=64):
+    def __init__(self, cfg_backbone):
         super().__init__()
+        depth, norm, width = cfg_backbone.depth, cfg_backbone.norm, cfg_backbone.width
+        freeze_at, stride_in_1x1 = cfg_backbone.freeze_at, cfg_backbone.stride_in_1x1
         if depth not in BLOCKS_PER_STAGE:
             raise ValueError(f"ResNet depth {depth} is not supported; choose one of {sorted(BLOCKS_PER_STAGE)}")
         # Frozen stages never update statistics either: their norms become FrozenBN (as detectron2 does).
         stage_norm = lambda index: "FrozenBN" if index < freeze_at else norm
         self.stem = BasicStem(stage_norm(0), width)
-        self.out_features = tuple(out_features)
+        self.out_features = tuple(cfg_backbone.out_features)
         self.stage_names = tuple(name for name in STAGE_STRIDES if STAGE_STRIDES[name] <= max(
             STAGE_STRIDES[f] for f in self.out_features))
         bottleneck = depth >= 50
         in_channels, out_channels = width, 4 * width if bottleneck else width
-        self.out_channels = {}
+        self.stage_channels = {}
         in_stride = STAGE_STRIDES[self.stage_names[0]]
         for index, (name, num_blocks) in enumerate(zip(self.stage_names, BLOCKS_PER_STAGE[depth])):
             first_stride = 1 if index == 0 else 2
@@ -111,10 +113,14 @@ class ResNet(nn.Cell):
                 in_channels = out_channels
                 in_stride *= stride
             setattr(self, name, nn.CellList(blocks))
-            self.out_channels[name] = out_channels
+            self.stage_channels[name] = out_channels
             out_channels *= 2
         self.freeze_at = freeze_at
         self._freeze(freeze_at)
+
+    def output_shape(self):
+        """{name: FeatureSpec} of the maps construct returns, in order."""
+        return {name: FeatureSpec(self.stage_channels[name], STAGE_STRIDES[name]) for name in self.out_features}
 
     def _freeze(self, freeze_at):
         """freeze_at=1 freezes the stem, 2 also res2, and so on (detectron2's convention)."""

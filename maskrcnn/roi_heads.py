@@ -6,10 +6,11 @@ with B images each and one device with N * B images compute the same gradient.
 
 The mask head is any Cell called as mask_head(features, boxes (N, D, 4), classes (N, D), valid (N, D)) ->
 (N, D, S, S) mask probabilities in the box frame, with a method mask_head.losses(features, boxes (N, M, 4),
-classes (N, M), weights (N, M), gt_index (N, M), gt_masks, gt_mask_frames, *mask_random) -> tuple of losses,
-where weights are each box's weight in the average over boxes (0 for boxes that are not foreground), gt_index
-the ground-truth slot matched by each box, and gt_masks / gt_mask_frames the ground-truth masks in whatever
-form the mask head takes them, per slot; this module knows nothing else about it.
+classes (N, M), weights (N, M), gt_index (N, M), gt_masks, random_inputs) -> tuple of losses, where weights
+are each box's weight in the average over boxes (0 for boxes that are not foreground), gt_index the
+ground-truth slot matched by each box, gt_masks the ground-truth masks per slot and random_inputs the uniform
+draws of its training step, both tuples in whatever form the mask head takes them (random_input_shapes(R)
+gives the shapes of random_inputs for R boxes); this module knows nothing else about it.
 """
 import mindspore as ms
 from mindspore import nn, ops
@@ -21,6 +22,7 @@ from .losses import average_weights, smooth_l1
 from .matcher import NEGATIVE, POSITIVE, match
 from .poolers import ROIPooler
 from .sampler import subsample
+from .shape_spec import select_features
 
 
 def select_detections(scores, boxes, valid, score_thresh, nms_thresh, nms_rounds, num_candidates,
@@ -50,17 +52,23 @@ def select_detections(scores, boxes, valid, score_thresh, nms_thresh, nms_rounds
 
 
 class ROIHeads(nn.Cell):
-    """Box head over the pooled proposals; at inference also the final detections and their masks."""
+    """Box head over the pooled proposals; at inference also the final detections and their masks.
 
-    def __init__(self, cfg_model, feature_strides, mask_head=None):
+    cfg_roi, cfg_box: the ROI heads' and the box head's settings; input_shape: {name: FeatureSpec} of the
+    features; num_classes: the model's; mask_head: an optional mask head (see the module's docstring)."""
+
+    def __init__(self, cfg_roi, cfg_box, input_shape, num_classes, mask_head=None):
         super().__init__()
-        cfg_roi, cfg_box = cfg_model.roi_heads, cfg_model.box_head
-        self.in_features = tuple(feature_strides).index(cfg_roi.in_features[0]), len(cfg_roi.in_features)
-        strides = [feature_strides[name] for name in cfg_roi.in_features]
+        selected = select_features(input_shape, cfg_roi.in_features)
+        first = selected[0][0]
+        if [index for index, _ in selected] != list(range(first, first + len(selected))):
+            raise ValueError(f"the ROI heads pool consecutive pyramid levels, got {cfg_roi.in_features}")
+        self.in_features = first, len(selected)
+        strides = [spec.stride for _, spec in selected]
         resolution = cfg_box.pooler_resolution
         self.box_pooler = ROIPooler(resolution, strides, 0, cfg_box.canonical_box_size, cfg_box.canonical_level)
-        self.box_head = FastRCNNFCHead(cfg_model.fpn.out_channels * resolution ** 2, cfg_box.num_fc, cfg_box.fc_dim)
-        self.box_predictor = FastRCNNPredictor(cfg_box.fc_dim, cfg_model.num_classes)
+        self.box_head = FastRCNNFCHead(selected[0][1].channels * resolution ** 2, cfg_box.num_fc, cfg_box.fc_dim)
+        self.box_predictor = FastRCNNPredictor(cfg_box.fc_dim, num_classes)
         self.box_coder = BoxCoder(cfg_box.bbox_reg_weights)
         self.smooth_l1_beta = cfg_box.smooth_l1_beta
         self.train_on_pred_boxes = cfg_box.train_on_pred_boxes
@@ -73,12 +81,19 @@ class ROIHeads(nn.Cell):
                              f"{cfg_roi.loss_normalization!r}")
         self.per_image_losses = cfg_roi.loss_normalization == "image"
         self.mask_head = mask_head
-        self.num_classes = cfg_model.num_classes
+        self.num_classes = num_classes
         self.score_thresh = cfg_roi.score_thresh_test
         self.nms_thresh = cfg_roi.nms_thresh_test
-        self.nms_rounds = cfg_model.nms_rounds
+        self.nms_rounds = cfg_roi.nms_rounds
         self.num_candidates = cfg_roi.nms_candidates_test
         self.detections_per_image = cfg_roi.detections_per_image
+        # Foreground ROIs come first in a sampled image; there are at most this many, the mask head's ROIs.
+        self.num_mask_rois = int(self.batch_size_per_image * self.positive_fraction)
+
+    def num_sampling_candidates(self, num_proposals, num_gt_slots):
+        """Candidates sampled from per image (the length of its random keys for the losses): the proposal slots,
+        and the ground-truth slots when they are appended."""
+        return num_proposals + (num_gt_slots if self.proposal_append_gt else 0)
 
     def box_features(self, features, padded_size, boxes, valid):
         """-> class logits (N, R, K + 1) and deltas (N, R, K * 4) for boxes (N, R, 4)."""
@@ -171,17 +186,16 @@ class ROIHeads(nn.Cell):
         losses = self.box_losses(cls_logits, deltas, boxes, classes, matched_gt_boxes, foreground, sampled)
         if self.train_on_pred_boxes:
             boxes = ops.stop_gradient(self.box_coder.decode(self._class_deltas(deltas, classes), boxes))
-        # Foreground ROIs come first; there are at most this many per image.
-        num_fg = int(self.batch_size_per_image * self.positive_fraction)
+        num_fg = self.num_mask_rois
         fg_classes = ops.clamp(classes[:, :num_fg], 0, self.num_classes - 1)  # background slots weigh 0
         weights = average_weights(foreground[:, :num_fg], self.per_image_losses)
         return losses, (boxes[:, :num_fg], fg_classes, weights, matched[:, :num_fg])
 
     def losses(self, features, padded_size, proposals, proposal_valid, gt_boxes, gt_classes, gt_valid, gt_masks,
-               gt_mask_frames, roi_keys, mask_random):
+               roi_keys, mask_random):
         """Training: (loss_cls, loss_box_reg) + the mask head's losses on the foreground ROIs (box_training)."""
         sample = self.label_and_sample(proposals, proposal_valid, gt_boxes, gt_classes, gt_valid, roi_keys)
         losses, mask_rois = self.box_training(features, padded_size, sample, gt_boxes)
         if self.mask_head is None:
             return losses
-        return losses + self.mask_head.losses(features, *mask_rois, gt_masks, gt_mask_frames, *mask_random)
+        return losses + self.mask_head.losses(features, *mask_rois, gt_masks, mask_random)

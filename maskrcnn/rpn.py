@@ -3,12 +3,14 @@ import mindspore as ms
 from mindspore import nn, ops
 from mindspore.common.initializer import Normal
 
+from .anchor_generator import AnchorGenerator
 from .box_coder import BoxCoder
 from .box_ops import clip_boxes, nms, nonempty, pairwise_iou
 from .layers.conv import Conv2d
 from .losses import sigmoid_bce_with_logits, smooth_l1
 from .matcher import IGNORE, NEGATIVE, POSITIVE, match
 from .sampler import subsample
+from .shape_spec import select_features
 
 
 class RPNHead(nn.Cell):
@@ -70,22 +72,37 @@ def select_proposals(anchors, logits, deltas, inside, image_size, box_coder, pre
 
 
 class RPN(nn.Cell):
-    """Proposals for each image from the pyramid features (and, for training, the raw head outputs)."""
+    """Proposals for each image from the pyramid features (and, for training, the raw head outputs).
 
-    def __init__(self, cfg_rpn, feature_indices, anchor_generator, in_channels, nms_rounds):
+    cfg_rpn: the RPN's settings; cfg_anchor: its anchors'; input_shape: {name: FeatureSpec} of the features."""
+
+    def __init__(self, cfg_rpn, cfg_anchor, input_shape):
         super().__init__()
-        self.feature_indices = tuple(feature_indices)
-        self.anchor_generator = anchor_generator
-        self.rpn_head = RPNHead(in_channels, anchor_generator.num_anchors)
+        selected = select_features(input_shape, cfg_rpn.in_features)
+        channels = {spec.channels for _, spec in selected}
+        if len(channels) != 1:
+            raise ValueError(f"the RPN's shared head needs equal channels on {cfg_rpn.in_features}, got {channels}")
+        self.feature_indices = tuple(index for index, _ in selected)
+        self.anchor_generator = AnchorGenerator(cfg_anchor, [spec.stride for _, spec in selected])
+        self.rpn_head = RPNHead(channels.pop(), self.anchor_generator.num_anchors)
         self.box_coder = BoxCoder(cfg_rpn.bbox_reg_weights)
         self.iou_thresholds = tuple(cfg_rpn.iou_thresholds)
         self.batch_size_per_image = cfg_rpn.batch_size_per_image
         self.positive_fraction = cfg_rpn.positive_fraction
         self.smooth_l1_beta = cfg_rpn.smooth_l1_beta
         self.nms_thresh = cfg_rpn.nms_thresh
-        self.nms_rounds = nms_rounds
+        self.nms_rounds = cfg_rpn.nms_rounds
         self.topk_train = (cfg_rpn.pre_nms_topk_train, cfg_rpn.post_nms_topk_train)
         self.topk_test = (cfg_rpn.pre_nms_topk_test, cfg_rpn.post_nms_topk_test)
+
+    def num_anchors(self, height, width):
+        """Anchors of an input of height x width: the length of an image's random keys for the losses."""
+        return sum(self.anchor_generator.level_counts(height, width))
+
+    def num_train_proposals(self, height, width):
+        """Proposal slots per image in training on an input of height x width."""
+        pre_nms_topk, post_nms_topk = self.topk_train
+        return min(post_nms_topk, sum(min(pre_nms_topk, a) for a in self.anchor_generator.level_counts(height, width)))
 
     def construct(self, features, image_size, padded_size):
         """Images of image_size (N, 2) in inputs padded to padded_size (N, 2) (anchors over the input beyond it

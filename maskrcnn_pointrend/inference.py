@@ -43,7 +43,8 @@ class Predictor:
 
     def __init__(self, net, cfg):
         self.cfg = cfg
-        self.complete_hint = (f"model.nms_rounds ({cfg.model.nms_rounds}) or model.roi_heads.nms_candidates_test "
+        self.complete_hint = (f"model.rpn.nms_rounds ({cfg.model.rpn.nms_rounds}), model.roi_heads.nms_rounds "
+                              f"({cfg.model.roi_heads.nms_rounds}) or model.roi_heads.nms_candidates_test "
                               f"({cfg.model.roi_heads.nms_candidates_test})")
 
         def proposals(features, image_size):

@@ -3,6 +3,7 @@ import mindspore as ms
 from mindspore import nn, ops
 
 from maskrcnn.losses import sigmoid_bce_with_logits
+from maskrcnn.shape_spec import select_features
 
 from .coarse_mask_head import CoarseMaskHead
 from .data.gt_masks import GRID_SCALE
@@ -33,24 +34,29 @@ def mask_losses(class_coarse, coarse_targets, point_logits, point_labels, weight
 
 class PointRendMaskHead(nn.Cell):
     """Mask head for maskrcnn.ROIHeads: (features, boxes (N, D, 4), classes (N, D), valid (N, D)) ->
-    (N, D, S, S) mask probabilities in the box frame, S = initial side * 2 ** steps (224 for R50-FPN)."""
+    (N, D, S, S) mask probabilities in the box frame, S = initial side * 2 ** steps (224 for R50-FPN).
 
-    def __init__(self, cfg_model, feature_strides):
+    cfg_mask, cfg_point: the coarse head's and the point head's settings; input_shape: {name: FeatureSpec} of the
+    features; num_classes: the model's."""
+
+    def __init__(self, cfg_mask, cfg_point, input_shape, num_classes):
         super().__init__()
-        cfg_mask, cfg_point = cfg_model.mask_head, cfg_model.point_head
-        names = tuple(feature_strides)
-        channels = cfg_model.fpn.out_channels
-        self.coarse_features = tuple((names.index(n), feature_strides[n]) for n in cfg_mask.in_features)
-        self.point_features = tuple((names.index(n), feature_strides[n]) for n in cfg_point.in_features)
+        self.coarse_features = tuple((index, spec.stride)
+                                     for index, spec in select_features(input_shape, cfg_mask.in_features))
+        self.point_features = tuple((index, spec.stride)
+                                    for index, spec in select_features(input_shape, cfg_point.in_features))
+        coarse_channels = sum(input_shape[name].channels for name in cfg_mask.in_features)
+        point_channels = sum(input_shape[name].channels for name in cfg_point.in_features)
         self.coarse_side = cfg_mask.pooler_resolution
-        self.coarse_head = CoarseMaskHead(channels * len(self.coarse_features), self.coarse_side, cfg_mask.conv_dim,
-                                          cfg_mask.fc_dim, cfg_mask.num_fc, cfg_model.num_classes,
-                                          cfg_mask.output_side_resolution)
-        self.point_head = StandardPointHead(channels * len(self.point_features), cfg_model.num_classes,
-                                            cfg_point.fc_dim, cfg_point.num_fc, cfg_point.coarse_pred_each_layer)
+        self.coarse_head = CoarseMaskHead(coarse_channels, self.coarse_side, cfg_mask.conv_dim, cfg_mask.fc_dim,
+                                          cfg_mask.num_fc, num_classes, cfg_mask.output_side_resolution)
+        self.point_head = StandardPointHead(point_channels, num_classes, cfg_point.fc_dim, cfg_point.num_fc,
+                                            cfg_point.coarse_pred_each_layer)
         self.sampler = BilinearSample()
         self.coarse_target_samples = cfg_mask.coarse_target_samples
         self.subdivision_num_points = cfg_point.subdivision_num_points
+        self.num_train_points = cfg_point.train_num_points
+        self.num_oversampled_points = cfg_point.train_num_points * cfg_point.oversample_ratio
         self.num_uncertain_points = int(cfg_point.importance_sample_ratio * cfg_point.train_num_points)
         self.initial_side, self.subdivision_steps = subdivision_schedule(
             cfg_mask.output_side_resolution, cfg_point.subdivision_steps, cfg_point.subdivision_num_points)
@@ -117,23 +123,30 @@ class PointRendMaskHead(nn.Cell):
         return ops.stop_gradient(uncertain_points_with_randomness(
             self.sampler, class_coarse, random_points, fresh_points, self.num_uncertain_points))
 
-    def losses(self, features, boxes, classes, weights, gt_index, gt_masks, gt_mask_frames, random_points,
-               fresh_points):
+    def random_input_shapes(self, num_rois):
+        """Shapes of the uniform draws losses takes for num_rois boxes: the oversampled candidate points and the
+        points taken at random (detectron2's two torch.rand calls)."""
+        num_random = self.num_train_points - self.num_uncertain_points
+        return (num_rois, self.num_oversampled_points, 2), (num_rois, num_random, 2)
+
+    def losses(self, features, boxes, classes, weights, gt_index, gt_masks, random_inputs):
         """Coarse-mask and point losses of boxes (N, M, 4) of ground-truth classes (N, M).
 
         weights (N, M): each box's weight in the average (maskrcnn.losses.average_weights); gt_index (N, M):
-        the slot of each box's instance in gt_masks (N, K, G, G) uint8, its mask grids (x 255) over
-        gt_mask_frames (N, K, 4) (see data/gt_masks); random_points (N * M, P_over, 2) and fresh_points
-        (N * M, P_fresh, 2) uniform in [0, 1)^2. Both losses are binary cross-entropy on the ground-truth class
-        (mask_losses): loss_mask against the coarse targets, loss_mask_point against soft point labels
-        (detectron2's mask_rcnn_loss and roi_mask_point_loss).
+        the slot of each box's instance in gt_masks = (grids (N, K, G, G) uint8, the mask grids (x 255) over
+        frames (N, K, 4), see data/gt_masks); random_inputs = (random_points (N * M, P_over, 2), fresh_points
+        (N * M, P_fresh, 2)) uniform in [0, 1)^2 (random_input_shapes). Both losses are binary cross-entropy on
+        the ground-truth class (mask_losses): loss_mask against the coarse targets, loss_mask_point against soft
+        point labels (detectron2's mask_rcnn_loss and roi_mask_point_loss).
         """
-        num_images, per_image = boxes.shape[:2]
+        gt_grids, gt_frames = gt_masks
+        random_points, fresh_points = random_inputs
+        num_images = boxes.shape[0]
         classes = classes.reshape(-1).astype(ms.int32)
         flat_boxes = boxes.reshape(-1, 4)
-        slots = gt_masks.shape[1]
-        grids = gt_masks.reshape((num_images * slots,) + gt_masks.shape[2:] + (1,)).astype(ms.float32) / GRID_SCALE
-        frames = gt_mask_frames.reshape(-1, 4)
+        slots = gt_grids.shape[1]
+        grids = gt_grids.reshape((num_images * slots,) + gt_grids.shape[2:] + (1,)).astype(ms.float32) / GRID_SCALE
+        frames = gt_frames.reshape(-1, 4)
         index = (gt_index + ops.arange(num_images, dtype=gt_index.dtype).reshape(-1, 1) * slots).reshape(-1)
         maps = self.channels_last(features)
         coarse = self.coarse_logits(maps, boxes)

@@ -15,6 +15,7 @@ from maskrcnn.matcher import IGNORE, NEGATIVE, POSITIVE, match
 from maskrcnn.postprocess import paste_mask
 from maskrcnn.resnet import ResNet
 from maskrcnn.rpn import RPN
+from maskrcnn.shape_spec import FeatureSpec
 from maskrcnn_pointrend.config import load_config
 from maskrcnn.sampler import subsample
 
@@ -54,7 +55,7 @@ def feature_maps(height, width):
 
 
 def test_anchors_inside_an_extent_are_those_an_input_of_that_size_has():
-    generator = AnchorGenerator((32, 64, 128, 256, 512), (0.5, 1.0, 2.0), STRIDES)
+    generator = AnchorGenerator(load_config([]).model.anchor, STRIDES)
     canvas, extent = feature_maps(192, 256), (96, 160)  # a padded canvas and an image's own padded size
     inside = generator.inside(canvas, Tensor(np.array([extent], np.int32)))
     for anchors, mask, own in zip(generator(canvas), inside, generator(feature_maps(*extent))):
@@ -64,8 +65,8 @@ def test_anchors_inside_an_extent_are_those_an_input_of_that_size_has():
 
 
 def test_rpn_labels_ignore_anchors_outside_the_image_and_never_match_them():
-    cfg = load_config([])
-    rpn = RPN(cfg.model.rpn, range(5), AnchorGenerator((32, 64, 128, 256, 512), (0.5, 1.0, 2.0), STRIDES), 1, 4)
+    cfg = load_config(["--model.rpn.nms_rounds=4"])
+    rpn = RPN(cfg.model.rpn, cfg.model.anchor, {f"p{k + 2}": FeatureSpec(1, s) for k, s in enumerate(STRIDES)})
     canvas = feature_maps(128, 128)
     anchors = ops.concat(rpn.anchor_generator(canvas), 0)
     inside = ops.concat(rpn.anchor_generator.inside(canvas, Tensor(np.array([[64, 128]], np.int32))), 1)[0]
@@ -187,10 +188,11 @@ def test_upsample2x_nearest_equals_nearest_interpolation():
 
 @pytest.mark.parametrize("depth, width, channels", [(18, 16, (16, 32, 64, 128)), (50, 64, (256, 512, 1024, 2048))])
 def test_resnet_variants_shapes_channels_and_freezing(depth, width, channels):
-    net = ResNet(depth, "BN" if depth == 18 else "FrozenBN", freeze_at=2, width=width)
+    net = ResNet(load_config([f"--model.backbone.depth={depth}", f"--model.backbone.width={width}",
+                              f"--model.backbone.norm={'BN' if depth == 18 else 'FrozenBN'}"]).model.backbone)
     outputs = net(Tensor(np.zeros((1, 3, 64, 96), np.float32)), Tensor(np.array([[64, 96]], np.int32)))
     assert [tuple(o.shape) for o in outputs] == [(1, c, 64 // s, 96 // s) for c, s in zip(channels, (4, 8, 16, 32))]
-    assert tuple(net.out_channels.values()) == channels
+    assert list(net.output_shape().values()) == [FeatureSpec(c, s) for c, s in zip(channels, (4, 8, 16, 32))]
     frozen = [p.name for p in net.get_parameters() if not p.requires_grad]
     assert all(name.startswith(("stem.", "res2.")) or "norm" in name for name in frozen)
     assert any(p.name.startswith("res3.") and p.requires_grad for p in net.get_parameters())

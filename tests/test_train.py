@@ -28,7 +28,7 @@ from maskrcnn_pointrend.engine import (Checkpointer, NonFiniteLossError, Trainin
                                        restore_parameters, step_randomness)
 from maskrcnn_pointrend.engine.pretrained import CLASS_SPECIFIC_PREFIXES
 from maskrcnn_pointrend.inference import load_model
-from maskrcnn_pointrend.model import LOSS_NAMES, build_pointrend, loss_random_shapes
+from maskrcnn_pointrend.model import LOSS_NAMES, build_pointrend
 
 # Two landscape images of coco_mini's train2017 (one canvas, so one batch can hold both).
 TWO_IMAGES = (78499, 54718)
@@ -133,16 +133,24 @@ def test_mixed_precision_skips_overflowing_steps_and_lowers_the_loss_scale():
     assert {"loss_scaler.scale_value", "loss_scaler.counter"} <= set(step.state())
 
 
+def flat(randomness):
+    rpn_keys, roi_keys, mask_random = randomness
+    return [rpn_keys, roi_keys, *mask_random]
+
+
 def test_step_randomness_does_not_depend_on_how_the_batch_is_split():
     cfg = load_config(SMALL)
-    canvas = (320, 448)
-    whole = step_randomness(cfg, 0, 5, 0, 2, canvas)
-    first, second = step_randomness(cfg, 0, 5, 0, 1, canvas), step_randomness(cfg, 0, 5, 1, 1, canvas)
-    assert [a.shape for a in whole] == list(loss_random_shapes(cfg, 2, canvas))
+    net = build_pointrend(cfg)
+    canvas, slots = (320, 448), cfg.input.max_instances
+    whole = flat(step_randomness(net, 0, 5, 0, 2, canvas, slots))
+    first, second = (flat(step_randomness(net, 0, 5, k, 1, canvas, slots)) for k in (0, 1))
+    # anchors of 320 x 448 at strides 4..64, 256 proposals + 20 ground-truth slots, 2 x 32 mask ROIs (25% of 128)
+    anchors = 3 * sum(-(-320 // s) * -(-448 // s) for s in (4, 8, 16, 32, 64))
+    assert [a.shape for a in whole] == [(2, anchors), (2, 276), (64, 588, 2), (64, 49, 2)]
     for a, b, c in zip(whole, first, second):
         np.testing.assert_array_equal(a, np.concatenate([b, c]))
-    assert not np.array_equal(whole[0], step_randomness(cfg, 0, 6, 0, 2, canvas)[0])
-    assert not np.array_equal(whole[0], step_randomness(cfg, 1, 5, 0, 2, canvas)[0])
+    assert not np.array_equal(whole[0], step_randomness(net, 0, 6, 0, 2, canvas, slots)[0])
+    assert not np.array_equal(whole[0], step_randomness(net, 1, 5, 0, 2, canvas, slots)[0])
 
 
 def test_checkpointer_keeps_the_last_k_and_points_at_complete_checkpoints(tmp_path):

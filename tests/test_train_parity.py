@@ -31,7 +31,7 @@ from maskrcnn_pointrend.engine.train_step import loss_inputs
 from maskrcnn_pointrend.inference import load_model
 from maskrcnn_pointrend.mask_head import mask_losses
 from maskrcnn_pointrend.mask_targets import coarse_mask_targets, sample_mask_grids
-from maskrcnn_pointrend.model import LOSS_NAMES, loss_random_shapes
+from maskrcnn_pointrend.model import LOSS_NAMES
 from maskrcnn_pointrend.point_features import uncertain_points_with_randomness
 
 pytestmark = requires_shared
@@ -102,20 +102,20 @@ def run_replay(fixture, checkpoint):
     sample = our_sample(fixture, cfg)
     canvas = sample["image"].shape[2:]
     batch = tuple(sample[name] for name in TRAIN_COLUMNS)
-    num_anchors, num_candidates, oversampled, fresh = loss_random_shapes(cfg, 1, canvas)
-    num_proposals = int(fixture["roi_num_rpn_proposals"])
     slots = cfg.input.max_instances
-    post_nms = num_candidates[1] - slots
+    (_, num_anchors), (_, num_candidates), (oversampled, _) = net.random_input_shapes(1, *canvas, slots)
+    num_proposals = int(fixture["roi_num_rpn_proposals"])
+    post_nms = net.proposal_generator.num_train_proposals(*canvas)
 
     def candidate(index):  # detectron2's candidate index -> ours: [proposal slots | ground-truth slots]
         return np.where(index < num_proposals, index, post_nms + index - num_proposals)
 
-    rpn_keys = selecting_keys(num_anchors[1], [fixture["rpn_sample_pos_idx"], fixture["rpn_sample_neg_idx"]])
-    roi_keys = selecting_keys(num_candidates[1], [candidate(fixture["roi_sample_pos_idx"]),
-                                                 candidate(fixture["roi_sample_neg_idx"])])
+    rpn_keys = selecting_keys(num_anchors, [fixture["rpn_sample_pos_idx"], fixture["rpn_sample_neg_idx"]])
+    roi_keys = selecting_keys(num_candidates, [candidate(fixture["roi_sample_pos_idx"]),
+                                              candidate(fixture["roi_sample_neg_idx"])])
     num_fg = oversampled[0]
-    randomness = [rpn_keys[None], roi_keys[None], padded(fixture["point_rand_oversample"], num_fg, 0.5),
-                  padded(fixture["point_rand_random"], num_fg, 0.5)]
+    randomness = (rpn_keys[None], roi_keys[None], (padded(fixture["point_rand_oversample"], num_fg, 0.5),
+                                                   padded(fixture["point_rand_random"], num_fg, 0.5)))
     inputs = loss_inputs(batch, randomness)
     proposals = ms.Tensor(padded(fixture["rpn_proposal_boxes"], post_nms)[None])
     proposal_valid = ms.Tensor((np.arange(post_nms) < num_proposals)[None])
@@ -145,7 +145,7 @@ def run_replay(fixture, checkpoint):
         return ops.stack(losses).sum(), ops.stack(losses)
 
     params = net.trainable_params()
-    replay_inputs = (*inputs[:5], *inputs[7:9], *injected)
+    replay_inputs = (*inputs[:5], *inputs[6:8], *injected)
     (_, losses), grads = ms.value_and_grad(losses_with_detectron2_choices, None, params, has_aux=True)(
         *replay_inputs)
     own_losses, own_converged = net.losses(*inputs)

@@ -51,7 +51,7 @@ class TrainingMetrics:
                  "total_loss": float(np.sum(losses)), "lr": lr, "time": iteration_time, "data_time": data_time,
                  "eta_seconds": self.eta_seconds(iteration), "rpn_nms_converged": nms_converged}
         if not nms_converged:
-            self.log.warning("iteration %d: the RPN's NMS did not reach its fixed point within model.nms_rounds "
+            self.log.warning("iteration %d: the RPN's NMS did not reach its fixed point within model.rpn.nms_rounds "
                              "rounds; some proposals of this iteration may differ from greedy NMS", iteration)
         if self.file:
             self.file.write(json.dumps(entry) + "\n")

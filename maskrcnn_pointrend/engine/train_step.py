@@ -6,8 +6,6 @@ from mindspore import nn, ops
 
 from maskrcnn.layers.custom_op import to_float32
 
-from ..model import draw_loss_randomness, loss_random_shapes
-
 # PyTorch GradScaler's defaults: start at 2 ** 16, halve on overflow, double after 2000 finite steps.
 LOSS_SCALE_INIT, LOSS_SCALE_FACTOR, LOSS_SCALE_WINDOW = 2.0 ** 16, 2, 2000
 
@@ -16,23 +14,29 @@ class NonFiniteLossError(FloatingPointError):
     """A loss or gradient became NaN or Inf; the update of that iteration was not applied."""
 
 
-def step_randomness(cfg, seed, iteration, first_slot, num_images, canvas):
-    """The uniform inputs of GeneralizedRCNN.losses (see loss_random_shapes) for images first_slot ..
-    first_slot + num_images - 1 of the global batch of `iteration`: each image's drawn from a Generator
-    seeded (seed, iteration, its slot), so they do not depend on how the batch is split across ranks."""
-    shapes = loss_random_shapes(cfg, 1, canvas)
-    per_image = [draw_loss_randomness(np.random.default_rng([seed, iteration, slot]), shapes)
-                 for slot in range(first_slot, first_slot + num_images)]
-    return [np.concatenate(arrays) for arrays in zip(*per_image)]
+def step_randomness(net, seed, iteration, first_slot, num_images, input_hw, num_gt_slots):
+    """The uniform draws GeneralizedRCNN.losses takes (net.random_input_shapes: rpn_keys, roi_keys and the mask
+    head's tuple) for images first_slot .. first_slot + num_images - 1 of the global batch of `iteration`, on
+    inputs of input_hw with num_gt_slots ground-truth slots: each image's drawn from a Generator seeded (seed,
+    iteration, its slot), so they do not depend on how the batch is split across ranks."""
+    rpn_shape, roi_shape, mask_shapes = net.random_input_shapes(1, *input_hw, num_gt_slots)
+    per_image = []
+    for slot in range(first_slot, first_slot + num_images):
+        rng = np.random.default_rng([seed, iteration, slot])
+        per_image.append([rng.random(shape, dtype=np.float32) for shape in (rpn_shape, roi_shape, *mask_shapes)])
+    rpn_keys, roi_keys, *mask_random = (np.concatenate(arrays) for arrays in zip(*per_image))
+    return rpn_keys, roi_keys, tuple(mask_random)
 
 
 def loss_inputs(batch, randomness):
-    """A TRAIN_COLUMNS batch of numpy arrays and step_randomness's arrays -> the Tensors
-    GeneralizedRCNN.losses takes (gt_valid as bool)."""
+    """A TRAIN_COLUMNS batch of numpy arrays and step_randomness's arrays -> the inputs of
+    GeneralizedRCNN.losses (gt_valid as bool; PointRend's ground truth as (mask grids, their frames))."""
     images, image_size, gt_boxes, gt_classes, gt_valid, gt_masks, gt_mask_frames = batch
+    rpn_keys, roi_keys, mask_random = randomness
     return (ms.Tensor(images), ms.Tensor(image_size, ms.int32), ms.Tensor(gt_boxes, ms.float32),
-            ms.Tensor(gt_classes, ms.int32), ms.Tensor(gt_valid > 0), ms.Tensor(gt_masks),
-            ms.Tensor(gt_mask_frames, ms.float32), *(ms.Tensor(r) for r in randomness))
+            ms.Tensor(gt_classes, ms.int32), ms.Tensor(gt_valid > 0),
+            ms.mutable((ms.Tensor(gt_masks), ms.Tensor(gt_mask_frames, ms.float32))), ms.Tensor(rpn_keys),
+            ms.Tensor(roi_keys), ms.mutable(tuple(ms.Tensor(r) for r in mask_random)))
 
 
 class TrainStep:
