@@ -51,7 +51,8 @@ def medians(runs):
 
 def benchmark_infer(args, cfg):
     from maskrcnn_pointrend.data.transforms import read_image_bgr
-    from maskrcnn_pointrend.inference import Predictor, load_model
+    from maskrcnn_pointrend.model import load_model
+    from maskrcnn_pointrend.predictor import Predictor
     from maskrcnn_pointrend.raw_detections import coco_results
 
     net, cfg, categories = load_model(cfg, args.checkpoint)

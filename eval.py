@@ -39,8 +39,9 @@ from maskrcnn_pointrend.data.transforms import ImageReadError, read_image_bgr
 from maskrcnn_pointrend.evaluation.runner import (EvaluationInputError, StageTimer, annotation_file, examples,
                                                   load_ground_truth, raw_to_results, write_evaluation)
 from maskrcnn_pointrend.image_names import overlay_names
-from maskrcnn_pointrend.inference import Predictor, load_model
+from maskrcnn_pointrend.model import load_model
 from maskrcnn_pointrend.output_files import OutputLocationError, prepare_output_dir
+from maskrcnn_pointrend.predictor import Predictor
 from maskrcnn_pointrend.progress import progress_bar
 from maskrcnn_pointrend.raw_detections import save_raw
 from maskrcnn_pointrend.visualize import save_results_overlay

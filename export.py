@@ -25,7 +25,7 @@ import numpy as np
 from maskrcnn_pointrend.checkpoints import CheckpointError
 from maskrcnn_pointrend.cli import parse_args, set_context, setup_logging
 from maskrcnn_pointrend.data.transforms import padded_size
-from maskrcnn_pointrend.inference import load_model
+from maskrcnn_pointrend.model import load_model
 
 logger = logging.getLogger("export")
 FILE_FORMATS = ("MINDIR",)

@@ -29,8 +29,9 @@ from maskrcnn_pointrend.cli import parse_args, set_context, setup_logging
 from maskrcnn_pointrend.data.image_check import inspect_image
 from maskrcnn_pointrend.data.transforms import ImageReadError, read_image_bgr
 from maskrcnn_pointrend.image_names import image_ids, overlay_names
-from maskrcnn_pointrend.inference import Predictor, load_model
+from maskrcnn_pointrend.model import load_model
 from maskrcnn_pointrend.output_files import atomic_write, check_output_file, prepare_output_dir
+from maskrcnn_pointrend.predictor import Predictor
 from maskrcnn_pointrend.raw_detections import coco_results, save_raw
 from maskrcnn_pointrend.visualize import save_results_overlay
 

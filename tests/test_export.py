@@ -11,7 +11,8 @@ import pytest
 from conftest import COCO_MINI, REPO_ROOT, requires_shared
 from maskrcnn_pointrend.config import load_config
 from maskrcnn_pointrend.data.transforms import read_image_bgr
-from maskrcnn_pointrend.inference import Predictor, load_model
+from maskrcnn_pointrend.model import load_model
+from maskrcnn_pointrend.predictor import Predictor
 from maskrcnn_pointrend.raw_detections import coco_results, raw_from_outputs, save_raw
 
 pytestmark = requires_shared

@@ -14,7 +14,7 @@ from conftest import PARITY, REPO_ROOT, requires_shared
 from maskrcnn.box_ops import pairwise_iou
 from maskrcnn_pointrend.config import load_config
 from maskrcnn_pointrend.data.transforms import InferenceInput, read_image_bgr
-from maskrcnn_pointrend.inference import load_model
+from maskrcnn_pointrend.model import load_model
 
 pytestmark = requires_shared
 IMAGE = PARITY / "coco_397133_800.png"

@@ -27,8 +27,7 @@ from maskrcnn_pointrend.engine import (Checkpointer, NonFiniteLossError, Trainin
                                        build_optimizer, load_pretrained, parameter_groups, rank0_prepares,
                                        restore_parameters, step_randomness)
 from maskrcnn_pointrend.engine.pretrained import CLASS_SPECIFIC_PREFIXES
-from maskrcnn_pointrend.inference import load_model
-from maskrcnn_pointrend.model import LOSS_NAMES, build_pointrend
+from maskrcnn_pointrend.model import LOSS_NAMES, build_pointrend, load_model
 
 # Two landscape images of coco_mini's train2017 (one canvas, so one batch can hold both).
 TWO_IMAGES = (78499, 54718)

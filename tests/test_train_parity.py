@@ -28,10 +28,9 @@ from maskrcnn_pointrend.data.dataset import TRAIN_COLUMNS, TrainTransform
 from maskrcnn_pointrend.data.gt_masks import GRID_SCALE
 from maskrcnn_pointrend.data.transforms import read_image_bgr
 from maskrcnn_pointrend.engine.train_step import loss_inputs
-from maskrcnn_pointrend.inference import load_model
 from maskrcnn_pointrend.mask_head import mask_losses
 from maskrcnn_pointrend.mask_targets import coarse_mask_targets, sample_mask_grids
-from maskrcnn_pointrend.model import LOSS_NAMES
+from maskrcnn_pointrend.model import LOSS_NAMES, load_model
 from maskrcnn_pointrend.point_features import uncertain_points_with_randomness
 
 pytestmark = requires_shared

@@ -1,30 +1,14 @@
-"""Running a model on images: checkpoint -> network, image -> raw detections (see raw_detections.py)."""
+"""Running a model on images: image -> raw detections (see raw_detections.py), stage by stage."""
 import logging
 import time
 
 import mindspore as ms
 import numpy as np
 
-from .categories import model_categories
-from .checkpoints import config_overrides_from_metadata, load_into_network, read_checkpoint
 from .data.transforms import InferenceInput
-from .model import build_pointrend
 from .raw_detections import raw_from_outputs
 
 logger = logging.getLogger(__name__)
-
-
-def load_model(cfg, checkpoint_path, given_categories=None):
-    """(network in inference mode, cfg with the checkpoint's input conventions, categories) for a checkpoint
-    that holds every tensor of the model (a partial one is an error naming what is missing). The categories
-    (categories.model_categories, with `given_categories` when there) are settled before the network is built."""
-    params, metadata = read_checkpoint(checkpoint_path)
-    cfg = cfg.merged(config_overrides_from_metadata(metadata))
-    categories = model_categories(metadata, cfg.model.num_classes, checkpoint_path, given_categories)
-    net = build_pointrend(cfg)
-    load_into_network(net, params, strict=True, log=logger)
-    net.set_train(False)
-    return net, cfg, categories
 
 
 class Predictor:
