@@ -55,7 +55,7 @@ def benchmark_infer(args, cfg):
     from maskrcnn_pointrend.predictor import Predictor
     from maskrcnn_pointrend.raw_detections import coco_results
 
-    net, cfg, categories = load_model(cfg, args.checkpoint)
+    net, categories = load_model(cfg, args.checkpoint)
     predictor = Predictor(net, cfg)
     image = read_image_bgr(args.image)
     category_ids = [c[0] for c in categories]
@@ -139,17 +139,18 @@ def benchmark_train(args, cfg):
 
 
 def benchmark_convert(args, cfg):
+    from maskrcnn_pointrend.data.coco_layout import annotation_path, image_dir
     from maskrcnn_pointrend.data.coco_mindrecord import convert_coco
 
     split = args.split or cfg.train_split
-    ann_file = os.path.join(args.coco_root, "annotations", f"instances_{split}.json")
-    image_dir = os.path.join(args.coco_root, split)
+    ann_file = annotation_path(args.coco_root, split)
+    images = image_dir(args.coco_root, split)
 
     def run():
         with tempfile.TemporaryDirectory() as folder:
             output = os.path.join(folder, "mindrecord")
             start = time.perf_counter()
-            summary = convert_coco(ann_file, image_dir, output, shards=1, workers=2)
+            summary = convert_coco(ann_file, images, output, shards=1, workers=2)
             seconds = time.perf_counter() - start
             record_bytes = sum(os.path.getsize(os.path.join(output, n)) for n in os.listdir(output))
         return seconds, summary["images"]["converted"], record_bytes
@@ -157,7 +158,7 @@ def benchmark_convert(args, cfg):
     runs = [run() for _ in range(args.runs)]
     seconds = statistics.median(r[0] for r in runs)
     _, images, record_bytes = runs[-1]
-    jpeg_bytes = sum(os.path.getsize(os.path.join(image_dir, n)) for n in os.listdir(image_dir))
+    jpeg_bytes = sum(os.path.getsize(os.path.join(images, n)) for n in os.listdir(images))
     return {"median_s": round(seconds, 3), "images": images, "images_per_s": round(images / seconds, 1),
             "mindrecord_bytes": record_bytes, "jpeg_bytes": jpeg_bytes,
             "size_ratio": round(record_bytes / jpeg_bytes, 3), "input": f"{args.coco_root} {split}, 2 workers"}

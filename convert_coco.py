@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 
+from maskrcnn_pointrend.data.coco_layout import annotation_path, image_dir
 from maskrcnn_pointrend.data.coco_mindrecord import OutputExistsError, convert_coco, summary_table
 
 
@@ -33,10 +34,10 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    ann_file = args.ann_file or os.path.join(args.coco_root, "annotations", f"instances_{args.split}.json")
-    image_dir = os.path.join(args.coco_root, args.split)
+    ann_file = args.ann_file or annotation_path(args.coco_root, args.split)
+    images = image_dir(args.coco_root, args.split)
     try:
-        summary = convert_coco(ann_file, image_dir, args.output, args.shards, args.workers, args.overwrite)
+        summary = convert_coco(ann_file, images, args.output, args.shards, args.workers, args.overwrite)
     except OutputExistsError as e:
         logging.error("%s; pass --overwrite to replace it", e)
         return 1

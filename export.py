@@ -40,13 +40,13 @@ def main(argv=None):
                         help="padded input size (default: the largest test image, padded)")
     args, cfg = parse_args(parser, argv)
     setup_logging()
-    set_context(cfg, ms.GRAPH_MODE)
+    set_context(cfg, graph_mode=True)
     height, width = args.input_size or padded_size(cfg.input.max_size_test, cfg.input.max_size_test,
                                                    cfg.input.size_divisibility)
     if height % cfg.input.size_divisibility or width % cfg.input.size_divisibility:
         parser.error(f"--input_size {height} {width}: must be multiples of {cfg.input.size_divisibility}")
     try:
-        net, cfg, _ = load_model(cfg, args.checkpoint_path)
+        net, _ = load_model(cfg, args.checkpoint_path)
     except (CheckpointError, ValueError) as e:
         sys.exit(f"export.py: error: {e}")
     images = ms.Tensor(np.zeros((1, 3, height, width), np.uint8))

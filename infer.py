@@ -69,7 +69,7 @@ def main(argv=None):
     try:
         given_categories = check_inputs(args)
         set_context(cfg)
-        net, cfg, categories = load_model(cfg, args.checkpoint, given_categories)
+        net, categories = load_model(cfg, args.checkpoint, given_categories)
     except (OSError, ValueError) as e:  # ImageReadError, CheckpointError, CategoryError, OutputLocationError, ...
         sys.exit(f"infer.py: error: {e}")
     predictor = Predictor(net, cfg)

@@ -21,13 +21,14 @@ def build_pointrend(cfg):
 
 
 def load_model(cfg, checkpoint_path, given_categories=None):
-    """(network in inference mode, cfg with the checkpoint's input conventions, categories) for a checkpoint
-    that holds every tensor of the model (a partial one is an error naming what is missing). The categories
+    """(network in inference mode, categories) for a checkpoint that holds every tensor of the model (a partial
+    one is an error naming what is missing), built as `cfg` says but with the checkpoint's input conventions
+    and number of classes (they live in the network; the rest of cfg still applies). The categories
     (categories.model_categories, with `given_categories` when there) are settled before the network is built."""
     params, metadata = read_checkpoint(checkpoint_path)
-    cfg = cfg.merged(config_overrides_from_metadata(metadata))
-    categories = model_categories(metadata, cfg.model.num_classes, checkpoint_path, given_categories)
-    net = build_pointrend(cfg)
+    model_cfg = cfg.merged(config_overrides_from_metadata(metadata))
+    categories = model_categories(metadata, model_cfg.model.num_classes, checkpoint_path, given_categories)
+    net = build_pointrend(model_cfg)
     load_into_network(net, params, strict=True, log=logger)
     net.set_train(False)
-    return net, cfg, categories
+    return net, categories

@@ -119,6 +119,12 @@ def test_eval_writes_results_logs_tables_timing_and_overlays(eval_run):
 
 
 @requires_shared
+def test_postprogress_runs_without_mindspore():
+    """It never runs a network: a machine that only evaluates raw outputs from another runtime needs no MindSpore."""
+    code = "import sys, postprogress; sys.exit('mindspore' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT).returncode == 0
+
+
 def test_postprogress_gives_the_results_and_ap_of_eval(eval_run, tmp_path):
     raw = tmp_path / "raw"
     shutil.copytree(eval_run.raw, raw)

@@ -25,7 +25,8 @@ def exported(seed0_checkpoint, tmp_path_factory):
     """Eager raw detections of the image, and the raw outputs of the exported MindIR run on the same input."""
     folder = tmp_path_factory.mktemp("export")
     ms.set_context(mode=ms.PYNATIVE_MODE, device_target="CPU")
-    net, cfg, categories = load_model(load_config([]), seed0_checkpoint)
+    cfg = load_config([])
+    net, categories = load_model(cfg, seed0_checkpoint)
     predictor = Predictor(net, cfg)
     image = read_image_bgr(IMAGE)
     padded, image_size = predictor.preprocess(image)

@@ -38,7 +38,8 @@ def stages(seed0_checkpoint):
     """Backbone, FPN and RPN outputs of our model on the parity image (eager) on its test canvas, the feature maps
     cropped to the extent of the image's own padded input."""
     ms.set_context(mode=ms.PYNATIVE_MODE, device_target="CPU")
-    net, cfg, _ = load_model(load_config([]), seed0_checkpoint)
+    cfg = load_config([])
+    net, _ = load_model(cfg, seed0_checkpoint)
     padded, size = InferenceInput.from_config(cfg.input)(read_image_bgr(IMAGE))
     images, image_size = ms.Tensor(padded[None]), ms.Tensor(np.array([size], np.int32))
     extents = net.padded_size(image_size)

@@ -105,9 +105,9 @@ def test_16_bit_images_keep_their_high_byte_and_unranged_pixels_are_refused(tmp_
     image = read_image_bgr(tmp_path / "gray16.png")
     np.testing.assert_array_equal(image, np.repeat((gray16 >> 8).astype(np.uint8)[:, :, None], 3, axis=2))
     assert inspect_image(tmp_path / "gray16.png", 64, 64).problem is None
-    for name, pixels, kind in (("float.tiff", np.ones((4, 4), np.float32), "32-bit floating-point pixels (Pillow "
-                                                                           "mode F)"),
-                               ("int32.tiff", np.full((4, 4), 70000, np.int32), "32-bit integer pixels (Pillow mode I)")):
+    for name, pixels, kind in (
+            ("float.tiff", np.ones((4, 4), np.float32), "32-bit floating-point pixels (Pillow mode F)"),
+            ("int32.tiff", np.full((4, 4), 70000, np.int32), "32-bit integer pixels (Pillow mode I)")):
         Image.fromarray(pixels).save(tmp_path / name)
         with pytest.raises(ImageReadError, match=rf"cannot read image {tmp_path / name}: {re.escape(kind)} have no "
                                                  "defined range"):

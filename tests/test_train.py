@@ -291,7 +291,7 @@ def test_a_job_logs_every_iteration_and_writes_evaluable_checkpoints(reference):
     assert json.loads((reference / "last_checkpoint").read_text())["model"] == "model_final.ckpt"
     loaded = json.loads((reference / "pretrained_load.json").read_text())
     assert len(loaded["loaded"]) == 311 and loaded["fresh"] == [] and loaded["class_specific_not_loaded"] == []
-    net, _, categories = load_model(load_config(SMALL), reference / "model_final.ckpt")  # as eval.py loads it
+    net, categories = load_model(load_config(SMALL), reference / "model_final.ckpt")  # as eval.py loads it
     assert len(categories) == 80 and categories[0] == (1, "person")
     assert read_checkpoint(reference / "model_final.ckpt")[1]["iteration"] == 3
 

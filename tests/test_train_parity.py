@@ -96,7 +96,8 @@ def replay(fixture, detectron2_weights):
 def run_replay(fixture, checkpoint):
     """Our network, inputs and outputs for the fixture, forward and backward with detectron2's choices."""
     ms.set_context(mode=ms.PYNATIVE_MODE, device_target="CPU")
-    net, cfg, _ = load_model(training_config(fixture), checkpoint)
+    cfg = training_config(fixture)
+    net, _ = load_model(cfg, checkpoint)
     net.set_train(True)
     sample = our_sample(fixture, cfg)
     canvas = sample["image"].shape[2:]

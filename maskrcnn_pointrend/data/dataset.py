@@ -206,24 +206,28 @@ def create_train_dataset(mindrecord_dir, cfg, batch_size, num_batches, num_shard
 
 
 class EvalTransform:
-    """A record's image bytes -> image (3, Hp, Wp) uint8, image_size (2,) int32, original_size (2,) int32."""
+    """A record's image bytes -> image (3, Hp, Wp) uint8, image_size (2,) int32, original_size (2,) int32 [and the
+    decoded image (H0, W0, 3) uint8 BGR when with_original]."""
 
-    def __init__(self, inference_input):
+    def __init__(self, inference_input, with_original=False):
         self.inference_input = inference_input
+        self.with_original = with_original
 
     def __call__(self, image):
         decoded = read_image_bgr(image.tobytes())
         padded, image_size = self.inference_input(decoded)
-        return padded, np.asarray(image_size, np.int32), np.asarray(decoded.shape[:2], np.int32)
+        outputs = padded, np.asarray(image_size, np.int32), np.asarray(decoded.shape[:2], np.int32)
+        return outputs + (decoded,) if self.with_original else outputs
 
 
-def create_test_dataset(mindrecord_dir, cfg, num_workers=2, record_order=None):
+def create_test_dataset(mindrecord_dir, cfg, num_workers=2, record_order=None, with_original=False):
     """-> a dataset of single images with TEST_COLUMNS: image (3, Hp, Wp) uint8 BGR, image_size (2,) int32 (h, w)
-    after resize, original_size (2,) int32 (H0, W0), image_id int64; in record order, or the records
-    `record_order` (indices) in that order."""
+    after resize, original_size (2,) int32 (H0, W0), image_id int64 [and with_original the decoded image
+    "original" (H0, W0, 3) uint8 BGR]; in record order, or the records `record_order` (indices) in that order."""
     sampler = ds.SubsetSampler(list(record_order)) if record_order is not None else None
     data = ds.MindDataset(mindrecord_files(mindrecord_dir), columns_list=["image", "image_id"],
                           num_parallel_workers=1, shuffle=False if sampler is None else None, sampler=sampler)
-    data = data.map(EvalTransform(InferenceInput.from_config(cfg.input)), input_columns=["image"],
-                    output_columns=["image", "image_size", "original_size"], num_parallel_workers=num_workers)
-    return data.project(list(TEST_COLUMNS))
+    outputs = ["image", "image_size", "original_size"] + (["original"] if with_original else [])
+    data = data.map(EvalTransform(InferenceInput.from_config(cfg.input), with_original), input_columns=["image"],
+                    output_columns=outputs, num_parallel_workers=num_workers)
+    return data.project(list(TEST_COLUMNS) + (["original"] if with_original else []))

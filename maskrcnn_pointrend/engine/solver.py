@@ -14,13 +14,15 @@ NORM_CELLS = (nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm, FrozenBatchNorm2d)
 
 @dataclass(frozen=True)
 class LRSchedule:
-    """The LR of an iteration (0-based): base_lr x gamma per step passed (detectron2's WarmupMultiStepLR: the
-    LR of iteration `step` is already decayed), times a linear ramp from warmup_factor to 1 over warmup_iters."""
+    """The LR of an iteration (0-based) of max_iter: base_lr x gamma per step passed (detectron2's
+    WarmupMultiStepLR: the LR of iteration `step` is already decayed), times a linear ramp from warmup_factor to
+    1 over warmup_iters."""
     base_lr: float
     steps: tuple
     gamma: float
     warmup_iters: int
     warmup_factor: float
+    max_iter: int
 
     def __call__(self, iteration):
         lr = self.base_lr * self.gamma ** bisect.bisect_right(self.steps, iteration)
@@ -30,24 +32,19 @@ class LRSchedule:
         return lr
 
 
-def schedule_settings(cfg_solver):
-    """(steps, max_iter) of cfg.solver, checked."""
+def build_lr_schedule(cfg_solver, batch_size):
+    """The LR schedule of cfg.solver, checked, for `batch_size` images per iteration: solver.base_lr is the LR of
+    solver.ims_per_batch images, scaled linearly (Goyal et al.'s rule, as detectron2's reference configs apply
+    it)."""
     steps, max_iter = tuple(cfg_solver.steps), cfg_solver.max_iter
     if max_iter < 1 or list(steps) != sorted(steps):
         raise ConfigError(f"solver: max_iter must be >= 1 and steps increasing, got steps {list(steps)}, "
                           f"max_iter {max_iter}")
-    return steps, max_iter
-
-
-def build_lr_schedule(cfg_solver, batch_size):
-    """The LR schedule for `batch_size` images per iteration: solver.base_lr is the LR of solver.ims_per_batch
-    images, scaled linearly (Goyal et al.'s rule, as detectron2's reference configs apply it)."""
     if cfg_solver.ims_per_batch < 1 or cfg_solver.warmup_iters < 0 or not 0 < cfg_solver.warmup_factor <= 1:
         raise ConfigError(f"solver: need ims_per_batch >= 1, warmup_iters >= 0 and 0 < warmup_factor <= 1, got "
                           f"{cfg_solver.ims_per_batch}, {cfg_solver.warmup_iters}, {cfg_solver.warmup_factor}")
-    steps, _ = schedule_settings(cfg_solver)
     return LRSchedule(cfg_solver.base_lr * batch_size / cfg_solver.ims_per_batch, steps, cfg_solver.gamma,
-                      cfg_solver.warmup_iters, cfg_solver.warmup_factor)
+                      cfg_solver.warmup_iters, cfg_solver.warmup_factor, max_iter)
 
 
 def parameter_groups(net, weight_decay, weight_decay_norm):

@@ -14,6 +14,7 @@ from collections import defaultdict
 from pycocotools.coco import COCO
 
 from ..data.coco_json import AnnotationFileError, parse_coco, read_annotation_json
+from ..data.coco_layout import annotation_path
 from ..raw_detections import coco_results
 from .coco_evaluation import evaluate_coco, write_text
 
@@ -37,12 +38,12 @@ def examples(items):
 
 
 def annotation_file(cfg):
-    """cfg.ann_file, else <cfg.coco_root>/annotations/instances_<cfg.val_split>.json."""
+    """cfg.ann_file, else the annotation file of cfg.val_split under cfg.coco_root (data/coco_layout)."""
     if cfg.ann_file:
         return cfg.ann_file
     if not cfg.coco_root:
         raise EvaluationInputError("no annotation file: set --ann_file, or --coco_root (with --val_split)")
-    return os.path.join(cfg.coco_root, "annotations", f"instances_{cfg.val_split}.json")
+    return annotation_path(cfg.coco_root, cfg.val_split)
 
 
 def load_ground_truth(path):
