@@ -139,7 +139,7 @@ def benchmark_train(args, cfg):
 
 
 def benchmark_convert(args, cfg):
-    from maskrcnn_pointrend.data.coco_mindrecord import convert_coco
+    from maskrcnn_pointrend.data.mindrecord_writer import convert_coco
 
     split = args.split or cfg.train_split
     ann_file = os.path.join(args.coco_root, "annotations", f"instances_{split}.json")

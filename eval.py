@@ -32,7 +32,7 @@ from maskrcnn_pointrend.checkpoints import CheckpointError
 from maskrcnn_pointrend.cli import parse_args, set_context, setup_logging
 from maskrcnn_pointrend.config import ConfigError
 from maskrcnn_pointrend.data.coco_json import AnnotationFileError
-from maskrcnn_pointrend.data.coco_mindrecord import IncompleteDatasetError, read_image_index, read_record_images
+from maskrcnn_pointrend.data.mindrecord_reader import IncompleteDatasetError, read_image_index, read_record_images
 from maskrcnn_pointrend.data.dataset import create_test_dataset
 from maskrcnn_pointrend.data.image_check import inspect_images
 from maskrcnn_pointrend.data.transforms import ImageReadError, read_image_bgr

@@ -35,8 +35,9 @@ from maskrcnn_pointrend.categories import category_pairs, class_categories
 from maskrcnn_pointrend.checkpoints import config_overrides_from_metadata, read_checkpoint
 from maskrcnn_pointrend.cli import parse_args, set_context, setup_logging
 from maskrcnn_pointrend.config import ConfigError
-from maskrcnn_pointrend.data.coco_mindrecord import (COMPLETE_MARKER, IncompleteDatasetError, OutputExistsError,
-                                                     convert_coco, read_category_map)
+from maskrcnn_pointrend.data.mindrecord_reader import IncompleteDatasetError, read_category_map
+from maskrcnn_pointrend.data.mindrecord_schema import COMPLETE_MARKER
+from maskrcnn_pointrend.data.mindrecord_writer import OutputExistsError, convert_coco
 from maskrcnn_pointrend.data.dataset import create_train_dataset
 from maskrcnn_pointrend.data.transforms import ImageReadError
 from maskrcnn_pointrend.engine.checkpointer import LAST_CHECKPOINT, Checkpointer, restore_parameters

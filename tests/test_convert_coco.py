@@ -17,11 +17,12 @@ from pycocotools.coco import COCO
 
 import convert_coco
 from conftest import COCO_MINI, REPO_ROOT, requires_shared
-from maskrcnn_pointrend.data import coco_mindrecord
+from maskrcnn_pointrend.data import mindrecord_writer
 from maskrcnn_pointrend.data.coco_json import AnnotationFileError
-from maskrcnn_pointrend.data.coco_mindrecord import (COMPLETE_MARKER, IncompleteDatasetError, OutputExistsError,
-                                                     convert_coco as convert, decode_instances, mindrecord_files,
-                                                     read_category_map, read_image_index, read_summary)
+from maskrcnn_pointrend.data.mindrecord_reader import (IncompleteDatasetError, mindrecord_files, read_category_map,
+                                                       read_image_index, read_summary)
+from maskrcnn_pointrend.data.mindrecord_schema import COMPLETE_MARKER, decode_instances
+from maskrcnn_pointrend.data.mindrecord_writer import OutputExistsError, convert_coco as convert
 
 pytestmark = requires_shared
 
@@ -247,16 +248,16 @@ def test_failed_conversion_leaves_nothing_and_keeps_the_old_output(tmp_path, mon
             raise RuntimeError("disk full")
         return encode_record(entry, image_bytes)
 
-    encode_record = coco_mindrecord.encode_record
-    monkeypatch.setattr(coco_mindrecord, "encode_record", failing_encode)
+    encode_record = mindrecord_writer.encode_record
+    monkeypatch.setattr(mindrecord_writer, "encode_record", failing_encode)
     with pytest.raises(RuntimeError, match="disk full"):
         convert(ann_file, COCO_MINI / "val2017", out)
     assert os.listdir(tmp_path) == ["small.json"]
 
-    monkeypatch.setattr(coco_mindrecord, "encode_record", encode_record)
+    monkeypatch.setattr(mindrecord_writer, "encode_record", encode_record)
     convert(ann_file, COCO_MINI / "val2017", out)
     before = {name: (out / name).read_bytes() for name in os.listdir(out)}
-    monkeypatch.setattr(coco_mindrecord, "encode_record", failing_encode)
+    monkeypatch.setattr(mindrecord_writer, "encode_record", failing_encode)
     calls.clear()
     with pytest.raises(RuntimeError, match="disk full"):
         convert(ann_file, COCO_MINI / "val2017", out, overwrite=True)
