@@ -67,8 +67,8 @@ def test_coco_mini_reads_back_exactly(converted, split):
         assert [int(i) for i in decoded.ann_ids] == [a["id"] for a in coco.imgToAnns[info["id"]]]
         for i, ann_id in enumerate(decoded.ann_ids):
             ann = coco.anns[int(ann_id)]
-            x, y, w, h = ann["bbox"]
-            np.testing.assert_array_equal(decoded.boxes[i], np.float32([x, y, x + w, y + h]))
+            x, y, w, h = np.float32(ann["bbox"])  # XYWH -> XYXY in float32, as detectron2's BoxMode.convert
+            np.testing.assert_array_equal(decoded.boxes[i], np.float64([x, y, x + w, y + h]))
             assert decoded.classes[i] == contiguous[ann["category_id"]]
             assert decoded.iscrowd[i] == ann["iscrowd"]
             segmentation = decoded.segmentations[i]
