@@ -6,7 +6,7 @@ import os
 import mindspore.dataset as ds
 import numpy as np
 
-from .mindrecord_schema import CATEGORIES_FILE, COMPLETE_MARKER, IMAGE_INDEX_FILE, SUMMARY_FILE
+from .mindrecord_schema import CATEGORIES_FILE, COMPLETE_MARKER, IMAGE_INDEX_FILE
 from .transforms import read_image_bgr
 
 
@@ -49,11 +49,6 @@ def read_category_map(mindrecord_dir):
 def read_image_index(mindrecord_dir):
     """-> {column: (num_records,) array}: image_id, file_name, height, width, num_instances, num_crowd."""
     return {k: np.asarray(v) for k, v in _read_json(mindrecord_dir, IMAGE_INDEX_FILE).items()}
-
-
-def read_summary(mindrecord_dir):
-    """-> the conversion summary (counts per reason)."""
-    return _read_json(mindrecord_dir, SUMMARY_FILE)
 
 
 def read_record_images(mindrecord_dir, image_ids):
