@@ -19,7 +19,7 @@ from collections import Counter
 
 import cv2
 
-from maskrcnn_pointrend.data.synthetic import CATEGORIES, SyntheticSpec, coco_dataset, synthesize_image
+from tools.synthetic_shapes import CATEGORIES, SyntheticSpec, coco_dataset, synthesize_image
 
 SPLITS = ("train", "val")
 JPEG_QUALITY = 95

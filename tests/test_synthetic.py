@@ -11,7 +11,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 import make_synthetic_dataset
-from maskrcnn_pointrend.data.synthetic import SyntheticSpec, polygons_from_mask, synthesize_image, uncompressed_rle
+from tools.synthetic_shapes import SyntheticSpec, polygons_from_mask, synthesize_image, uncompressed_rle
 
 ARGS = ["--num_train", "6", "--num_val", "40", "--image_size", "128", "--seed", "3"]
 
