@@ -49,7 +49,7 @@ def test_layout_matches_convert_coco(dataset):
         for image in coco["images"]:
             pixels = cv2.imread(str(dataset / split / image["file_name"]))
             assert pixels.shape == (image["height"], image["width"], 3)
-    assert not list(dataset.parent.glob(".shapes.partial-*"))
+    assert not list(dataset.parent.glob(".shapes.*"))
 
 
 def test_same_arguments_give_identical_files(dataset, tmp_path):

@@ -8,13 +8,11 @@ leaves a temporary directory the next conversion to the same output removes.
 import json
 import logging
 import os
-import shutil
 
 import mindspore.dataset as ds
-import psutil
 from mindspore.mindrecord import FileWriter
 
-from ..output_files import apply_umask, prepare_output_dir
+from ..output_files import apply_umask, atomic_output_dir, prepare_output_dir, remove_stale_output_dirs
 from ..progress import progress_bar
 from ..stop_signals import sigterm_raises_system_exit
 from .coco_json import load_coco_annotations
@@ -66,23 +64,6 @@ def _image_index(entries):
     }
 
 
-def _temporary_dir(output_dir, kind):
-    parent, name = os.path.split(output_dir)
-    return os.path.join(parent, f".{name}.{kind}-{os.getpid()}")
-
-
-def _remove_stale_temporaries(output_dir):
-    """Removes what killed conversions to `output_dir` left behind (their process is gone)."""
-    parent, name = os.path.split(output_dir)
-    if not os.path.isdir(parent):
-        return
-    for entry in os.listdir(parent):
-        kind, _, pid = entry.rpartition("-")
-        if kind in (f".{name}.incomplete", f".{name}.replaced") and pid.isdigit() and not psutil.pid_exists(int(pid)):
-            logger.warning("removing %s, left by an interrupted conversion", os.path.join(parent, entry))
-            shutil.rmtree(os.path.join(parent, entry), ignore_errors=True)
-
-
 def _check_output_free(output_dir, overwrite):
     if not os.path.exists(output_dir) or overwrite:
         return
@@ -90,19 +71,6 @@ def _check_output_free(output_dir, overwrite):
         raise OutputExistsError(f"{output_dir} already holds a complete conversion")
     if not os.path.isdir(output_dir) or os.listdir(output_dir):
         raise OutputExistsError(f"{output_dir} exists and is not a complete conversion")
-
-
-def _publish(temporary, output_dir, overwrite):
-    _check_output_free(output_dir, overwrite)
-    replaced = None
-    if os.path.lexists(output_dir):
-        replaced = _temporary_dir(output_dir, "replaced")
-        os.rename(output_dir, replaced)
-    os.rename(temporary, output_dir)
-    if replaced and os.path.isdir(replaced):
-        shutil.rmtree(replaced)
-    elif replaced:
-        os.remove(replaced)
 
 
 def _write_json(path, data):
@@ -118,7 +86,7 @@ def convert_coco(ann_file, image_dir, output_dir, shards=1, workers=1, overwrite
     included, nothing is left at `output_dir` and beside it.
     """
     output_dir = os.path.abspath(output_dir)
-    _remove_stale_temporaries(output_dir)
+    remove_stale_output_dirs(output_dir)
     _check_output_free(output_dir, overwrite)
     prepare_output_dir(os.path.dirname(output_dir), f"the output {output_dir}: its folder")
     coco = load_coco_annotations(ann_file)
@@ -140,9 +108,8 @@ def convert_coco(ann_file, image_dir, output_dir, shards=1, workers=1, overwrite
     if shards > len(entries):
         logger.warning("%d shards asked for %d images: writing %d", shards, len(entries), len(entries))
         shards = len(entries)
-    temporary = _temporary_dir(output_dir, "incomplete")
     with sigterm_raises_system_exit():
-        summary = _write_conversion(temporary, output_dir, overwrite, coco, entries, file_bytes, image_dir, shards)
+        summary = _write_conversion(output_dir, overwrite, coco, entries, file_bytes, image_dir, shards)
     skipped_images = sum(summary["images"]["skipped"].values())
     skipped_annotations = sum(summary["annotations"]["skipped"].values())
     if skipped_images or skipped_annotations or coco.dropped_polygon_parts:
@@ -152,11 +119,9 @@ def convert_coco(ann_file, image_dir, output_dir, shards=1, workers=1, overwrite
     return summary
 
 
-def _write_conversion(temporary, output_dir, overwrite, coco, entries, file_bytes, image_dir, shards):
-    """Write the records of `entries` and the json files in `temporary`, then publish it as `output_dir` -> the
-    summary; on any error (SystemExit and KeyboardInterrupt included) remove `temporary`."""
-    os.makedirs(temporary)
-    try:
+def _write_conversion(output_dir, overwrite, coco, entries, file_bytes, image_dir, shards):
+    """Write the records of `entries` and the json files as `output_dir`, atomically -> the summary."""
+    with atomic_output_dir(output_dir, lambda: _check_output_free(output_dir, overwrite)) as temporary:
         blob_bytes = [record_blob_bytes(e, n) for e, n in zip(entries, file_bytes)]
         shard_slices = balanced_shards(blob_bytes, shards)
         page, header = page_layout([blob_bytes[s] for s in shard_slices])
@@ -175,8 +140,4 @@ def _write_conversion(temporary, output_dir, overwrite, coco, entries, file_byte
         _write_json(os.path.join(temporary, COMPLETE_MARKER), {
             "files": summary["files"], "images": len(entries), "instances": summary["annotations"]["instances"],
             "crowd": summary["annotations"]["crowd"], "categories": len(coco.categories)})
-        _publish(temporary, output_dir, overwrite)
-    except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise
     return summary
