@@ -140,7 +140,7 @@ def benchmark_train(args, cfg):
 
 def benchmark_convert(args, cfg):
     from maskrcnn_pointrend.data.coco_layout import annotation_path, image_dir
-    from maskrcnn_pointrend.data.coco_mindrecord import convert_coco
+    from maskrcnn_pointrend.data.mindrecord_writer import convert_coco
 
     split = args.split or cfg.train_split
     ann_file = annotation_path(args.coco_root, split)

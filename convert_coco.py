@@ -12,7 +12,8 @@ import os
 import sys
 
 from maskrcnn_pointrend.data.coco_layout import annotation_path, image_dir
-from maskrcnn_pointrend.data.coco_mindrecord import OutputExistsError, convert_coco, summary_table
+from maskrcnn_pointrend.data.conversion_summary import summary_table
+from maskrcnn_pointrend.data.mindrecord_writer import OutputExistsError, convert_coco
 
 
 def parse_args(argv):

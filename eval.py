@@ -32,7 +32,7 @@ from maskrcnn_pointrend.checkpoints import CheckpointError
 from maskrcnn_pointrend.cli import parse_args, set_context, setup_logging
 from maskrcnn_pointrend.config import ConfigError
 from maskrcnn_pointrend.data.coco_json import AnnotationFileError
-from maskrcnn_pointrend.data.coco_mindrecord import IncompleteDatasetError
+from maskrcnn_pointrend.data.mindrecord_reader import IncompleteDatasetError
 from maskrcnn_pointrend.data.transforms import ImageReadError
 from maskrcnn_pointrend.evaluation.image_sources import image_source
 from maskrcnn_pointrend.evaluation.model_run import run_model, write_overlays

@@ -7,19 +7,19 @@ Layout (what convert_coco.py reads with --split train / --split val):
     ROOT/annotations/instances_train.json, ROOT/annotations/instances_val.json
     ROOT/train/000001.jpg ..., ROOT/val/000001.jpg ...
 The same arguments give byte-identical files. ROOT is written in a temporary folder beside it and renamed
-into place only when complete.
+into place only when complete (output_files.atomic_output_dir).
 """
 import argparse
 import json
 import os
-import shutil
 import sys
 import time
 from collections import Counter
 
 import cv2
 
-from maskrcnn_pointrend.data.synthetic import CATEGORIES, SyntheticSpec, coco_dataset, synthesize_image
+from maskrcnn_pointrend.output_files import atomic_output_dir, remove_stale_output_dirs
+from tools.synthetic_shapes import CATEGORIES, SyntheticSpec, coco_dataset, synthesize_image
 
 SPLITS = ("train", "val")
 JPEG_QUALITY = 95
@@ -87,27 +87,17 @@ def format_stats(split, stats):
 def main(argv=None):
     args = parse_args(argv)
     root = os.path.abspath(args.output)
+    remove_stale_output_dirs(root)
     if os.path.lexists(root) and not os.path.isdir(root):
         sys.exit(f"error: --output {root} exists and is not a directory")
     if os.path.isdir(root) and os.listdir(root) and not args.overwrite:
         sys.exit(f"error: --output {root} already exists and is not empty; pass --overwrite to replace it")
     spec = SyntheticSpec(image_size=args.image_size)
-    partial = os.path.join(os.path.dirname(root), f".{os.path.basename(root)}.partial-{os.getpid()}")
     start = time.perf_counter()
-    os.makedirs(os.path.join(partial, "annotations"))
-    try:
+    with atomic_output_dir(root) as partial:
+        os.makedirs(os.path.join(partial, "annotations"))
         for split, num_images in zip(SPLITS, (args.num_train, args.num_val)):
             print(format_stats(split, write_split(partial, split, num_images, spec, args.seed)))
-        if os.path.isdir(root):
-            replaced = f"{partial}.replaced"
-            os.rename(root, replaced)
-            os.rename(partial, root)
-            shutil.rmtree(replaced)
-        else:
-            os.rename(partial, root)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
     print(f"wrote {root} in {time.perf_counter() - start:.1f} s")
 
 

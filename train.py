@@ -28,7 +28,7 @@ import logging
 import sys
 
 from maskrcnn_pointrend.cli import parse_args, setup_logging
-from maskrcnn_pointrend.data.coco_mindrecord import IncompleteDatasetError
+from maskrcnn_pointrend.data.mindrecord_reader import IncompleteDatasetError
 from maskrcnn_pointrend.data.transforms import ImageReadError
 from maskrcnn_pointrend.engine.train_step import NonFiniteLossError
 from maskrcnn_pointrend.engine.trainer import TrainingStopped, train

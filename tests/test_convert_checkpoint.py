@@ -327,6 +327,7 @@ def test_unexpected_tensor_is_an_error_and_nothing_is_written(tmp_path, capsys, 
     ("backbone.fpn_lateral3.weight", (4, 5), "backbone.fpn_lateral3.weight: shape (4, 5), expected a non-empty 4-D"),
     ("backbone.bottom_up.res3.1.conv2.norm.bias", (5,), "has 3 output channels"),
     ("roi_heads.box_predictor.bbox_pred.weight", (12, 6), "expected 4 x 2 classes"),
+    ("roi_heads.box_predictor.cls_score.weight", (1, 6), "1 output(s), expected the classes plus background"),
     ("roi_heads.mask_point_head.predictor.weight", (2, 9, 3), "expected a Conv1d weight (out, in, 1)"),
 ])
 def test_misshaped_tensor_is_an_error(v1_state, name, shape, message):

@@ -17,11 +17,12 @@ from pycocotools.coco import COCO
 
 import convert_coco
 from conftest import COCO_MINI, REPO_ROOT, requires_shared
-from maskrcnn_pointrend.data import coco_mindrecord
+from maskrcnn_pointrend.data import mindrecord_writer
 from maskrcnn_pointrend.data.coco_json import AnnotationFileError
-from maskrcnn_pointrend.data.coco_mindrecord import (COMPLETE_MARKER, IncompleteDatasetError, OutputExistsError,
-                                                     convert_coco as convert, decode_instances, mindrecord_files,
-                                                     read_category_map, read_image_index, read_summary)
+from maskrcnn_pointrend.data.mindrecord_reader import (IncompleteDatasetError, mindrecord_files, read_category_map,
+                                                       read_image_index)
+from maskrcnn_pointrend.data.mindrecord_schema import COMPLETE_MARKER, decode_instances
+from maskrcnn_pointrend.data.mindrecord_writer import OutputExistsError, convert_coco as convert
 
 pytestmark = requires_shared
 
@@ -66,8 +67,8 @@ def test_coco_mini_reads_back_exactly(converted, split):
         assert [int(i) for i in decoded.ann_ids] == [a["id"] for a in coco.imgToAnns[info["id"]]]
         for i, ann_id in enumerate(decoded.ann_ids):
             ann = coco.anns[int(ann_id)]
-            x, y, w, h = ann["bbox"]
-            np.testing.assert_array_equal(decoded.boxes[i], np.float32([x, y, x + w, y + h]))
+            x, y, w, h = np.float32(ann["bbox"])  # XYWH -> XYXY in float32, as detectron2's BoxMode.convert
+            np.testing.assert_array_equal(decoded.boxes[i], np.float64([x, y, x + w, y + h]))
             assert decoded.classes[i] == contiguous[ann["category_id"]]
             assert decoded.iscrowd[i] == ann["iscrowd"]
             segmentation = decoded.segmentations[i]
@@ -79,7 +80,7 @@ def test_coco_mini_reads_back_exactly(converted, split):
             np.testing.assert_array_equal(mask_util.decode(rle), coco.annToMask(ann))
             instances += 1
     assert instances == len(coco.dataset["annotations"])
-    summary = read_summary(converted / split)
+    summary = json.loads((converted / split / "summary.json").read_text())  # what users read
     assert summary["images"]["converted"] == len(coco.dataset["images"])
     assert summary["annotations"]["instances"] == instances
     assert summary["annotations"]["crowd"] == sum(a["iscrowd"] for a in coco.dataset["annotations"])
@@ -194,7 +195,7 @@ def test_bad_input_is_skipped_and_counted_by_reason(tmp_path):
     assert sorted(summary["examples"]["unreadable_image"]) == ["corrupt.jpg", "truncated.jpg"]
     assert summary["examples"]["duplicate_image_id"] == ["shared_id_a.jpg", "shared_id_b.jpg"]
     assert summary["examples"]["zero_area_box"] == [-2, -3]
-    assert read_summary(tmp_path / "out") == json.loads(json.dumps(summary))
+    assert json.loads((tmp_path / "out" / "summary.json").read_text()) == json.loads(json.dumps(summary))
 
     records = {int(r["image_id"]): r for r in read_records(tmp_path / "out")}
     assert sorted(records) == [1, 6, 7]
@@ -247,16 +248,16 @@ def test_failed_conversion_leaves_nothing_and_keeps_the_old_output(tmp_path, mon
             raise RuntimeError("disk full")
         return encode_record(entry, image_bytes)
 
-    encode_record = coco_mindrecord.encode_record
-    monkeypatch.setattr(coco_mindrecord, "encode_record", failing_encode)
+    encode_record = mindrecord_writer.encode_record
+    monkeypatch.setattr(mindrecord_writer, "encode_record", failing_encode)
     with pytest.raises(RuntimeError, match="disk full"):
         convert(ann_file, COCO_MINI / "val2017", out)
     assert os.listdir(tmp_path) == ["small.json"]
 
-    monkeypatch.setattr(coco_mindrecord, "encode_record", encode_record)
+    monkeypatch.setattr(mindrecord_writer, "encode_record", encode_record)
     convert(ann_file, COCO_MINI / "val2017", out)
     before = {name: (out / name).read_bytes() for name in os.listdir(out)}
-    monkeypatch.setattr(coco_mindrecord, "encode_record", failing_encode)
+    monkeypatch.setattr(mindrecord_writer, "encode_record", failing_encode)
     calls.clear()
     with pytest.raises(RuntimeError, match="disk full"):
         convert(ann_file, COCO_MINI / "val2017", out, overwrite=True)

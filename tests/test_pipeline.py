@@ -16,7 +16,9 @@ from pycocotools.coco import COCO
 
 from conftest import COCO_MINI, PARITY, requires_shared
 from maskrcnn_pointrend.config import load_config
-from maskrcnn_pointrend.data.coco_mindrecord import RecordInstances, convert_coco, decode_instances, mindrecord_files
+from maskrcnn_pointrend.data.mindrecord_reader import mindrecord_files
+from maskrcnn_pointrend.data.mindrecord_schema import RecordInstances, decode_instances
+from maskrcnn_pointrend.data.mindrecord_writer import convert_coco
 from maskrcnn_pointrend.data.dataset import (TRAIN_COLUMNS, TrainTransform, create_test_dataset, create_train_dataset,
                                              record_canvases, training_stream)
 from maskrcnn_pointrend.data.gt_masks import FRAME_MARGIN, GRID_SCALE

@@ -11,7 +11,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 import make_synthetic_dataset
-from maskrcnn_pointrend.data.synthetic import SyntheticSpec, polygons_from_mask, synthesize_image, uncompressed_rle
+from tools.synthetic_shapes import SyntheticSpec, polygons_from_mask, synthesize_image, uncompressed_rle
 
 ARGS = ["--num_train", "6", "--num_val", "40", "--image_size", "128", "--seed", "3"]
 
@@ -49,7 +49,7 @@ def test_layout_matches_convert_coco(dataset):
         for image in coco["images"]:
             pixels = cv2.imread(str(dataset / split / image["file_name"]))
             assert pixels.shape == (image["height"], image["width"], 3)
-    assert not list(dataset.parent.glob(".shapes.partial-*"))
+    assert not list(dataset.parent.glob(".shapes.*"))
 
 
 def test_same_arguments_give_identical_files(dataset, tmp_path):

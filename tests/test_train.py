@@ -22,7 +22,7 @@ from conftest import COCO_MINI, REPO_ROOT, TINY_MODEL, error_line, requires_shar
 from maskrcnn.layers.norm import FrozenBatchNorm2d
 from maskrcnn_pointrend.checkpoints import CheckpointError, read_checkpoint, save_checkpoint
 from maskrcnn_pointrend.config import load_config
-from maskrcnn_pointrend.data.coco_mindrecord import convert_coco
+from maskrcnn_pointrend.data.mindrecord_writer import convert_coco
 from maskrcnn_pointrend.engine import (Checkpointer, NonFiniteLossError, TrainingMetrics, TrainStep, build_lr_schedule,
                                        build_optimizer, load_pretrained, parameter_groups, rank0_prepares,
                                        restore_parameters, step_randomness)

@@ -23,7 +23,7 @@ from conftest import PARITY, SHARED, requires_shared
 from maskrcnn.box_ops import pairwise_iou
 from maskrcnn_pointrend.config import load_config
 from maskrcnn_pointrend.data.coco_json import load_coco_annotations
-from maskrcnn_pointrend.data.coco_mindrecord import decode_instances, encode_record
+from maskrcnn_pointrend.data.mindrecord_schema import decode_instances, encode_record
 from maskrcnn_pointrend.data.dataset import TRAIN_COLUMNS, TrainTransform
 from maskrcnn_pointrend.data.gt_masks import GRID_SCALE
 from maskrcnn_pointrend.data.transforms import read_image_bgr

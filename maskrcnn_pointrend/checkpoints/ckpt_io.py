@@ -16,7 +16,7 @@ import mindspore as ms
 import numpy as np
 
 from ..output_files import atomic_output
-from .converted import CLS_SCORE_WEIGHT
+from .converted import class_count
 from .errors import CheckpointError
 
 logger = logging.getLogger(__name__)
@@ -99,11 +99,8 @@ def group_counts(names):
 
 def _class_count_message(params, net_params):
     """'checkpoint has N classes, config has M' when the box classifiers disagree, else ''."""
-    if CLS_SCORE_WEIGHT not in params or CLS_SCORE_WEIGHT not in net_params:
-        return ""
-    ckpt_classes = params[CLS_SCORE_WEIGHT].shape[0] - 1
-    net_classes = net_params[CLS_SCORE_WEIGHT].shape[0] - 1
-    if ckpt_classes == net_classes:
+    ckpt_classes, net_classes = class_count(params), class_count(net_params)
+    if ckpt_classes is None or net_classes is None or ckpt_classes == net_classes:
         return ""
     return f"checkpoint has {ckpt_classes} classes, config has {net_classes} (model.num_classes); "
 

@@ -44,6 +44,13 @@ _TARGET_NAMES = [
 _TARGET_NAMES = [(re.compile(p + "$"), rank) for p, rank in _TARGET_NAMES]
 
 
+def class_count(params):
+    """The number of classes the box classifier of `params` ({our name: array or Parameter}) predicts: its
+    outputs less background; None when it has none (a backbone)."""
+    weight = params.get(CLS_SCORE_WEIGHT)
+    return None if weight is None else int(weight.shape[0]) - 1
+
+
 def expected_rank(name):
     """Rank of the tensor our model calls `name`, or None for a name outside our model's name space."""
     for pattern, rank in _TARGET_NAMES:
@@ -120,12 +127,11 @@ def _misshaped(params):
 
 def _class_count_problems(params):
     """cls_score has K+1 outputs (background last); the class-specific predictors must agree on K."""
-    cls = params.get(CLS_SCORE_WEIGHT)
-    if cls is None:
+    k = class_count(params)
+    if k is None:
         return []
-    k = cls.shape[0] - 1
     if k < 1:
-        return [f"{CLS_SCORE_WEIGHT}: {cls.shape[0]} output(s), expected the classes plus background"]
+        return [f"{CLS_SCORE_WEIGHT}: {k + 1} output(s), expected the classes plus background"]
     problems = []
     bbox = params.get("roi_heads.box_predictor.bbox_pred.weight")
     if bbox is not None and bbox.shape[0] not in (4 * k, 4):
@@ -204,9 +210,9 @@ def finish_conversion(converted, source, scope):
     if missing:
         raise CheckpointError(f"{source}: the checkpoint is incomplete, {len(missing)} tensor(s)/module(s) "
                               f"missing (nothing was written):\n  " + "\n  ".join(missing))
-    cls_score = params.get(CLS_SCORE_WEIGHT)
-    if cls_score is not None:
-        converted.metadata["num_classes"] = int(cls_score.shape[0]) - 1
+    num_classes = class_count(params)
+    if num_classes is not None:
+        converted.metadata["num_classes"] = num_classes
     if scope == "detector":
         absent = [head for head in POINTREND_HEADS if not any(n.startswith(head + ".") for n in params)]
         if absent:

@@ -1,4 +1,4 @@
-"""mindspore.dataset pipelines over a converted COCO MindRecord directory (see coco_mindrecord).
+"""mindspore.dataset pipelines over a converted COCO MindRecord directory (see mindrecord_schema).
 
 Training (detectron2's PointRend recipe and DatasetMapper, with static shapes): decode, resize the shorter side
 to a random choice of cfg.input.min_size_train (longer side <= max_size_train), flip horizontally with
@@ -20,7 +20,8 @@ import logging
 import mindspore.dataset as ds
 import numpy as np
 
-from .coco_mindrecord import INSTANCE_COLUMNS, decode_instances, mindrecord_files, read_image_index
+from .mindrecord_reader import mindrecord_files, read_image_index
+from .mindrecord_schema import INSTANCE_COLUMNS, decode_instances
 from .gt_masks import ResizeFlip, instance_grid, nonempty_boxes
 from .transforms import (InferenceInput, canvas_shape, orientation_canvases, pad_chw, read_image_bgr, resize_image,
                          resize_shortest_edge_shape)

@@ -3,8 +3,7 @@ ImageNet ResNet): every tensor it has is loaded, the network's others start fres
 another number of classes its class-specific tensors start fresh too."""
 from dataclasses import dataclass
 
-from ..checkpoints import CheckpointError, load_into_network
-from ..checkpoints.converted import CLS_SCORE_WEIGHT
+from ..checkpoints import CheckpointError, class_count, load_into_network
 
 # Tensors whose shape follows the number of classes. The point head's every layer takes the coarse
 # predictions of all classes as input, so all of it is class-specific.
@@ -19,17 +18,12 @@ class PretrainedReport:
     class_specific: list   # checkpoint tensors left out because the class count differs
 
 
-def checkpoint_num_classes(params):
-    """The number of classes a checkpoint's box classifier predicts, or None when it has none (a backbone)."""
-    return params[CLS_SCORE_WEIGHT].shape[0] - 1 if CLS_SCORE_WEIGHT in params else None
-
-
 def load_pretrained(net, params, path, num_classes, log):
     """Load `params` ({name: np.ndarray} read from `path`) into `net`, built for `num_classes` classes ->
     PretrainedReport. Tensors the network lacks or whose shapes differ are a CheckpointError naming the
     file and them (nothing is loaded then), except the class-specific ones of a checkpoint trained for
     another number of classes, which are left out with a warning."""
-    ckpt_classes = checkpoint_num_classes(params)
+    ckpt_classes = class_count(params)
     left_out = []
     if ckpt_classes is not None and ckpt_classes != num_classes:
         left_out = sorted(name for name in params if name.startswith(CLASS_SPECIFIC_PREFIXES))

@@ -14,8 +14,9 @@ from ..checkpoints import config_overrides_from_metadata, read_checkpoint
 from ..cli import set_context, setup_logging
 from ..config import ConfigError
 from ..data.coco_layout import annotation_path, image_dir
-from ..data.coco_mindrecord import COMPLETE_MARKER, OutputExistsError, convert_coco, read_category_map
 from ..data.dataset import create_train_dataset
+from ..data.mindrecord_reader import is_complete, read_category_map
+from ..data.mindrecord_writer import OutputExistsError, convert_coco
 from ..model import LOSS_NAMES, build_pointrend
 from ..output_files import atomic_write, prepare_output_dir
 from ..stop_signals import StopSignals
@@ -63,7 +64,7 @@ def ensure_training_data(cfg, rank):
             raise TrainingSetupError(f"{e}: remove it, or convert into it with convert_coco.py --overwrite "
                                      "(train.py converts only into a new or empty --mindrecord_dir)") from None
 
-    rank0_prepares(rank, lambda: os.path.isfile(os.path.join(cfg.mindrecord_dir, COMPLETE_MARKER)), convert,
+    rank0_prepares(rank, lambda: is_complete(cfg.mindrecord_dir), convert,
                    f"convert the dataset to {cfg.mindrecord_dir}")
 
 

@@ -8,9 +8,9 @@ from typing import NamedTuple
 import numpy as np
 
 from ..data.coco_layout import image_dir
-from ..data.coco_mindrecord import read_image_index
 from ..data.dataset import create_test_dataset
 from ..data.image_check import inspect_images
+from ..data.mindrecord_reader import read_image_index
 from ..data.transforms import read_image_bgr
 from .runner import EvaluationInputError, examples
 

@@ -1,5 +1,5 @@
-"""Synthetic COCO-format instance segmentation: colored shapes that occlude each other on textured
-backgrounds, with a few crowd clusters of tiny shapes.
+"""Synthetic COCO-format instance segmentation, drawn by make_synthetic_dataset.py: colored shapes that occlude
+each other on textured backgrounds, with a few crowd clusters of tiny shapes.
 
 Each image is drawn from its own random stream seeded by (seed, split, index), so it does not depend on
 which other images are generated or in what order. Shapes are painted one after another; a later shape
