@@ -1,5 +1,6 @@
-"""Synthetic COCO-format instance segmentation, drawn by make_synthetic_dataset.py: colored shapes that occlude
-each other on textured backgrounds, with a few crowd clusters of tiny shapes.
+"""Synthetic COCO-format instance segmentation for make_synthetic_dataset.py: colored shapes that occlude each
+other on textured backgrounds, with a few crowd clusters of tiny shapes, written split by split in the COCO
+layout (write_split).
 
 Each image is drawn from its own random stream seeded by (seed, split, index), so it does not depend on
 which other images are generated or in what order. Shapes are painted one after another; a later shape
@@ -8,12 +9,17 @@ traced with OpenCV (non-crowd) or an uncompressed RLE (crowd), with area and bbo
 annotation by pycocotools exactly as COCO does.
 """
 import colorsys
+import json
+import os
 import zlib
+from collections import Counter
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 import pycocotools.mask as mask_util
+
+from maskrcnn_pointrend.data.coco_layout import annotation_path, image_dir
 
 CATEGORIES = (
     {"id": 1, "name": "circle", "supercategory": "shape"},
@@ -25,6 +31,7 @@ CATEGORIES = (
 # every instance jitters hue, saturation and brightness around it.
 CLASS_HUES = {"circle": 0.0, "triangle": 0.35, "square": 0.62, "star": 0.15}
 TEXTURES = ("gradient", "stripes", "checkers", "blotches")
+JPEG_QUALITY = 95
 _FILL_SHIFT = 4  # cv2.fillPoly fixed-point bits: vertices are placed with 1/16 px precision
 
 
@@ -300,3 +307,44 @@ def coco_dataset(samples, description):
         "annotations": annotations,
         "categories": [dict(c) for c in CATEGORIES],
     }
+
+
+def write_split(root, split, num_images, spec, seed):
+    """Writes the split's images and annotation file under `root` (data/coco_layout); returns statistics."""
+    os.makedirs(image_dir(root, split))
+    samples = []
+    stats = {"images": num_images, "sizes": Counter(), "instances": Counter(), "crowd": 0, "occluded": 0,
+             "dropped": Counter()}
+    names = {c["id"]: c["name"] for c in CATEGORIES}
+    for index in range(num_images):
+        sample = synthesize_image(seed, split, index, spec)
+        file_name = f"{index + 1:06d}.jpg"
+        path = os.path.join(image_dir(root, split), file_name)
+        if not cv2.imwrite(path, sample.image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]):
+            raise OSError(f"could not write {path}")
+        height, width = sample.image.shape[:2]
+        samples.append((file_name, height, width, sample.annotations))
+        stats["sizes"][f"{height}x{width}"] += 1
+        stats["dropped"].update(sample.dropped)
+        for ann, hidden in zip(sample.annotations, sample.hidden_fractions):
+            if ann["iscrowd"]:
+                stats["crowd"] += 1
+            else:
+                stats["instances"][names[ann["category_id"]]] += 1
+                stats["occluded"] += hidden > 0
+    description = f"synthetic shapes, split {split}, seed {seed}, image_size {spec.image_size}"
+    path = annotation_path(root, split)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(coco_dataset(samples, description), f)
+    return stats
+
+
+def format_stats(split, stats):
+    instances = ", ".join(f"{name} {stats['instances'][name]}" for name in (c["name"] for c in CATEGORIES))
+    sizes = ", ".join(f"{size} {n}" for size, n in sorted(stats["sizes"].items()))
+    dropped = stats["dropped"]
+    return (f"[{split}] {stats['images']} images ({sizes}); {sum(stats['instances'].values())} instances "
+            f"({instances}), {stats['occluded']} partly hidden; {stats['crowd']} crowd regions; left out: "
+            f"{dropped['placements']} shapes that found no place, {dropped['fragments']} fragments under the "
+            f"minimum area, {dropped['instances']} instances whose visible area was too small")
