@@ -2,6 +2,7 @@
 cache; NVRTC compiling every CUDA source for compute capabilities 7.0, 8.0 and 9.0 with g++ linking the GPU entry
 points; the GPU path run end to end against a host emulation of the CUDA driver; tools/check_gpu_kernels.py."""
 import ctypes
+import locale
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -83,6 +84,14 @@ def test_nvrtc_compiles_every_cuda_source_for_70_80_90_and_g_plus_plus_links_the
             assert str(library) in result.stdout.split()
             loaded = ctypes.CDLL(str(library))  # loads without a driver: libcuda is opened at the first launch
             assert all(hasattr(loaded, name) for name in entry_points)
+
+
+def test_compiling_with_nvrtc_leaves_pythons_encoding_as_it_was():
+    """NVRTC switches the calling thread's C locale; left so, Python would decode subprocess output as ASCII."""
+    before = locale.getpreferredencoding(False)
+    nvrtc = build.Nvrtc()
+    nvrtc.compile(ROI_ALIGN.cuda_source, build.nvrtc_options(ROI_ALIGN, "compute_70"))
+    assert locale.getpreferredencoding(False) == before
 
 
 def test_the_build_command_fails_for_an_architecture_nvrtc_cannot_target(tmp_path):

@@ -17,6 +17,7 @@ time, e.g. for a container image, without a GPU:
     python -m maskrcnn.layers.build --device_target GPU --arch 70 80 90
 """
 import argparse
+import contextlib
 import ctypes
 import functools
 import hashlib
@@ -124,6 +125,21 @@ def build_cpu_library(kernels: KernelSources, out_dir: Path = None) -> Path:
     return publish(library, lambda partial: compile_cxx([source], kernels.include_dirs, CPU_FLAGS, partial))
 
 
+@contextlib.contextmanager
+def thread_locale_kept():
+    """Puts back the calling thread's C locale when the block ends. NVRTC's compiler switches it (uselocale) and
+    leaves it so, which turns Python's preferred encoding into ASCII for the rest of the process (the text of
+    subprocesses, files opened without an encoding)."""
+    libc = ctypes.CDLL(None)
+    libc.uselocale.restype = ctypes.c_void_p
+    libc.uselocale.argtypes = [ctypes.c_void_p]
+    previous = libc.uselocale(None)
+    try:
+        yield
+    finally:
+        libc.uselocale(previous)
+
+
 class Nvrtc:
     """The NVRTC library (NVRTC_LIBRARY), from LD_LIBRARY_PATH or the system, else from the NVRTC_REQUIREMENT wheel."""
 
@@ -174,7 +190,9 @@ class Nvrtc:
                                                None, None), "nvrtcCreateProgram")
         try:
             encoded = [option.encode() for option in options]
-            status = self.lib.nvrtcCompileProgram(program, len(encoded), (ctypes.c_char_p * len(encoded))(*encoded))
+            with thread_locale_kept():
+                status = self.lib.nvrtcCompileProgram(program, len(encoded),
+                                                      (ctypes.c_char_p * len(encoded))(*encoded))
             if status != 0:
                 raise RuntimeError(f"NVRTC failed to compile {source} with {' '.join(options)}:\n{self.log(program)}")
             cubin = any(option.startswith("--gpu-architecture=sm_") for option in options)
