@@ -12,12 +12,13 @@
 #   bash scripts/setup_gpu.sh). DEVICE_TARGET=CPU runs on the CPU, with OMP_NUM_THREADS (unless set) the cores per
 #   process.
 set -euo pipefail
+source "$(dirname "$0")/args.sh"
 if [ $# -lt 4 ] || ! [[ "$1" =~ ^[1-9][0-9]*$ ]]; then
-    awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$0" >&2
+    print_usage
     exit 1
 fi
 DEVICE_NUM="$1"; DATA_PATH="$2"; MINDRECORD_PATH="$3"; PRETRAINED_PATH="$4"; shift 4
-WORKER_NUM="$DEVICE_NUM"; MASTER_PORT=8118; LAUNCH_ARGS=(); TRAIN_ARGS=(); OUTPUT_DIR=output; PREVIOUS=""
+WORKER_NUM="$DEVICE_NUM"; MASTER_PORT=8118; LAUNCH_ARGS=(); TRAIN_ARGS=(); OUTPUT_DIR="$(output_dir_of "$@")"
 for ARG in "$@"; do
     case "$ARG" in
         --worker_num=*) WORKER_NUM="${ARG#--worker_num=}" ;;
@@ -25,9 +26,6 @@ for ARG in "$@"; do
         --node_rank=*|--master_addr=*) LAUNCH_ARGS+=("$ARG") ;;
         *) TRAIN_ARGS+=("$ARG") ;;
     esac
-    case "$ARG" in --output_dir=*) OUTPUT_DIR="${ARG#--output_dir=}" ;; esac
-    if [ "$PREVIOUS" = "--output_dir" ]; then OUTPUT_DIR="$ARG"; fi
-    PREVIOUS="$ARG"
 done
 DEVICE_TARGET="${DEVICE_TARGET:-GPU}"
 source "$(dirname "$0")/venv.sh"

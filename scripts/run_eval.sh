@@ -8,18 +8,13 @@
 #   requirements-gpu.txt and the environment of scripts/gpu_env.sh (set up once with bash scripts/setup_gpu.sh).
 #   DEVICE_TARGET=CPU runs on the CPU.
 set -euo pipefail
+source "$(dirname "$0")/args.sh"
 if [ $# -lt 4 ] || ! [[ "$1" =~ ^[0-9]+$ ]]; then
-    awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$0" >&2
+    print_usage
     exit 1
 fi
 DEVICE_ID="$1"; DATA_PATH="$2"; MINDRECORD_PATH="$3"; CHECKPOINT_PATH="$4"; shift 4
-OUTPUT_DIR=output
-PREVIOUS=""
-for ARG in "$@"; do
-    case "$ARG" in --output_dir=*) OUTPUT_DIR="${ARG#--output_dir=}" ;; esac
-    if [ "$PREVIOUS" = "--output_dir" ]; then OUTPUT_DIR="$ARG"; fi
-    PREVIOUS="$ARG"
-done
+OUTPUT_DIR="$(output_dir_of "$@")"
 DEVICE_TARGET="${DEVICE_TARGET:-GPU}"
 source "$(dirname "$0")/venv.sh"
 mkdir -p "$OUTPUT_DIR"

@@ -8,8 +8,9 @@
 #   On GPU it uses .venv with requirements-gpu.txt and the environment of scripts/gpu_env.sh (set up once with
 #   bash scripts/setup_gpu.sh). DEVICE_TARGET=CPU runs on the CPU.
 set -euo pipefail
+source "$(dirname "$0")/args.sh"
 if [ $# -lt 4 ] || ! [[ "$1" =~ ^[0-9]+$ ]]; then
-    awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$0" >&2
+    print_usage
     exit 1
 fi
 DEVICE_ID="$1"; DATA_PATH="$2"; MINDRECORD_PATH="$3"; PRETRAINED_PATH="$4"; shift 4
