@@ -36,8 +36,8 @@ from maskrcnn_pointrend.data.mindrecord_reader import IncompleteDatasetError
 from maskrcnn_pointrend.data.transforms import ImageReadError
 from maskrcnn_pointrend.evaluation.image_sources import image_source
 from maskrcnn_pointrend.evaluation.model_run import run_model, write_overlays
-from maskrcnn_pointrend.evaluation.runner import (EvaluationInputError, annotation_file, load_ground_truth,
-                                                  write_evaluation)
+from maskrcnn_pointrend.evaluation.ground_truth import EvaluationInputError, annotation_file, load_ground_truth
+from maskrcnn_pointrend.evaluation.report import write_evaluation
 from maskrcnn_pointrend.model import load_model
 from maskrcnn_pointrend.output_files import OutputLocationError, prepare_output_dir
 from maskrcnn_pointrend.predictor import Predictor

@@ -28,8 +28,9 @@ import time
 from maskrcnn_pointrend.categories import class_categories
 from maskrcnn_pointrend.cli import parse_args, setup_logging
 from maskrcnn_pointrend.data.coco_json import AnnotationFileError
-from maskrcnn_pointrend.evaluation.runner import (EvaluationInputError, StageTimer, annotation_file, examples,
-                                                  load_ground_truth, raw_to_results, write_evaluation)
+from maskrcnn_pointrend.evaluation.ground_truth import (EvaluationInputError, annotation_file, examples,
+                                                        load_ground_truth, raw_to_results)
+from maskrcnn_pointrend.evaluation.report import StageTimer, write_evaluation
 from maskrcnn_pointrend.output_files import OutputLocationError, prepare_output_dir
 from maskrcnn_pointrend.progress import progress_bar
 from maskrcnn_pointrend.raw_detections import RAW_SUFFIX, RawFileError, load_raw, raw_path

@@ -21,7 +21,7 @@ from pycocotools.coco import COCO
 from conftest import COCO_MINI, REPO_ROOT, TINY_MODEL, error_line, requires_shared, run_entry_point
 from maskrcnn_pointrend.categories import CategoryError, GivenCategories, model_categories
 from maskrcnn_pointrend.data.coco_categories import COCO_CATEGORIES
-from maskrcnn_pointrend.evaluation.runner import load_ground_truth
+from maskrcnn_pointrend.evaluation.ground_truth import load_ground_truth
 from maskrcnn_pointrend.raw_detections import RawDetections, RawFileError, load_raw, save_raw
 
 VAL_JSON = COCO_MINI / "annotations" / "instances_val2017.json"

@@ -12,7 +12,7 @@ from ..data.dataset import create_test_dataset
 from ..data.image_check import inspect_images
 from ..data.mindrecord_reader import read_image_index
 from ..data.transforms import read_image_bgr
-from .runner import EvaluationInputError, examples
+from .ground_truth import EvaluationInputError, examples
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,8 @@ from ..image_names import overlay_names
 from ..progress import progress_bar
 from ..raw_detections import save_raw
 from ..visualize import save_results_overlay
-from .runner import StageTimer, raw_to_results
+from .ground_truth import raw_to_results
+from .report import StageTimer
 
 
 class ModelRun(NamedTuple):
