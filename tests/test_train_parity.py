@@ -13,6 +13,7 @@ pick another point) and the mask targets (the loss comparison isolates the loss;
 separately).
 """
 import json
+from pathlib import Path
 
 import mindspore as ms
 import numpy as np
@@ -89,8 +90,11 @@ def padded(rows, slots, fill=0.0):
 
 @pytest.fixture(scope="module")
 def replay(fixture, detectron2_weights):
+    """run_replay's results; `pytest -s` prints the fixture's figures (README, "Training parity") afterwards."""
     info = meta(fixture)
-    return run_replay(fixture, detectron2_weights(info["seed"], info["bn_file"])[1])
+    result = run_replay(fixture, detectron2_weights(info["seed"], info["bn_file"])[1])
+    yield result
+    print(f"\n{Path(info['image_file']).stem} (seed {info['seed']}): " + "; ".join(parity_figures(fixture, result)))
 
 
 def run_replay(fixture, checkpoint):
@@ -273,7 +277,8 @@ def test_gradients_equal_detectron2s(fixture, replay):
     assert not failures, "\n".join(failures)
 
 
-def test_our_own_mask_targets_agree_with_detectron2s(fixture, replay):
+def own_targets(fixture, replay):
+    """Our coarse targets and point labels, from our own mask grids, at detectron2's mask boxes and points."""
     sample, cfg = replay["sample"], replay["cfg"]
     sampler = replay["net"].roi_heads.mask_head.sampler
     grids = ms.Tensor(sample["gt_masks"][0, ..., None].astype(np.float32) / GRID_SCALE)
@@ -283,6 +288,11 @@ def test_our_own_mask_targets_agree_with_detectron2s(fixture, replay):
                                  cfg.model.mask_head.output_side_resolution,
                                  cfg.model.mask_head.coarse_target_samples).asnumpy()
     labels = sample_mask_grids(sampler, grids, frames, index, ms.Tensor(fixture["point_coords_image"])).asnumpy()
+    return coarse, labels
+
+
+def test_our_own_mask_targets_agree_with_detectron2s(fixture, replay):
+    coarse, labels = own_targets(fixture, replay)
     assert (coarse == fixture["mask_coarse_targets"]).mean() >= 0.995
     assert np.abs(labels - fixture["point_labels"]).mean() <= 0.05
 
@@ -295,3 +305,35 @@ def test_the_training_step_with_our_own_targets_stays_close(fixture, replay):
     assert replay["own_converged"]
     np.testing.assert_allclose(own[:2], theirs[:2], rtol=LOSS_RTOL)
     np.testing.assert_allclose(own[2:], theirs[2:], rtol=0.02)
+
+
+PARAMETER_GROUPS = (("bottom-up ResNet", "backbone.bottom_up."), ("FPN", "backbone.fpn_"),
+                    ("RPN head", "proposal_generator."), ("box head", "roi_heads.box_"),
+                    ("mask head", "roi_heads.mask_head."))
+
+
+def parity_figures(fixture, replay):
+    """The measured agreement with detectron2, as text: worst relative error of the losses, of the gradients'
+    l2 norm and max-abs per parameter group, of the key parameters' full gradients (over their max-abs), and our
+    own targets' agreement."""
+    figures = ["losses " + ", ".join(f"{name} {abs(ours - theirs) / abs(theirs):.1e}" for name, ours, theirs in
+                                     zip(LOSS_NAMES, replay["losses"], fixture["losses"]))]
+    for group, prefix in PARAMETER_GROUPS:
+        worst = [0.0, 0.0]
+        for name, (_, _, ref_l2, ref_max) in zip(fixture["grad_names"], fixture["grad_stats"]):
+            if name.startswith(prefix):
+                grad = replay["grads"][name].astype(np.float64)
+                worst[0] = max(worst[0], abs(np.sqrt((grad ** 2).sum()) - ref_l2) / ref_l2)
+                worst[1] = max(worst[1], abs(np.abs(grad).max() - ref_max) / ref_max)
+        figures.append(f"{group} gradients l2 {worst[0]:.1e}, max-abs {worst[1]:.1e}")
+    full = [(name, np.abs(replay["grads"][name].reshape(fixture[f"grad_full__{name}"].shape)
+                          - fixture[f"grad_full__{name}"]).max() / np.abs(fixture[f"grad_full__{name}"]).max())
+            for name in fixture["grad_key_names"] if f"grad_full__{name}" in fixture]
+    figures.append("full gradients " + ", ".join(f"{name.rsplit('.', 2)[-2]}.{name.rsplit('.', 1)[-1]} {value:.1e}"
+                                               for name, value in full))
+    coarse, labels = own_targets(fixture, replay)
+    figures.append(f"own coarse targets equal on {100 * (coarse == fixture['mask_coarse_targets']).mean():.2f}% of "
+                   f"cells, point labels mean |difference| {np.abs(labels - fixture['point_labels']).mean():.4f}")
+    figures.append("training step with its own targets: losses " + ", ".join(
+        f"{abs(ours - theirs) / abs(theirs):.1e}" for ours, theirs in zip(replay["own_losses"], fixture["losses"])))
+    return figures
