@@ -9,7 +9,8 @@
 - `mindrecord_writer`: `convert_coco`, COCO -> a converted directory, published atomically.
 - `mindrecord_reader`: the shard files, categories, image index and images of a complete conversion.
 - `transforms`: detectron2-exact image decoding and resizing, inference preprocessing.
-- `gt_masks`: instance geometry at the training size (boxes, bitmasks as detectron2 makes them) and the
-  MxM mask grids PointRend's training targets sample.
+- `instance_transform`: boxes and polygons through the training resize and flip, as detectron2 moves them.
+- `gt_masks`: instance bitmasks as detectron2 makes them at the training size, kept as the MxM mask grids
+  PointRend's training targets sample.
 - `dataset`: the training (fixed canvases, padded targets) and test pipelines over a converted dataset.
 """

@@ -22,7 +22,8 @@ import numpy as np
 
 from .mindrecord_reader import mindrecord_files, read_image_index
 from .mindrecord_schema import INSTANCE_COLUMNS, decode_instances
-from .gt_masks import ResizeFlip, instance_grid, nonempty_boxes
+from .gt_masks import instance_grid
+from .instance_transform import ResizeFlip, nonempty_boxes
 from .transforms import (InferenceInput, canvas_shape, orientation_canvases, pad_chw, read_image_bgr, resize_image,
                          resize_shortest_edge_shape)
 
