@@ -9,16 +9,21 @@ with a per-stage split, compilation separately, peak host RSS and (on GPU) peak 
 
 infer    one image at the test resize (the parity image ../shared/parity/coco_397133_800.png is 800x1199):
          backbone+FPN, RPN, box head (with detection selection), mask head, paste (pasting + RLE encoding);
-         each stage compiled per input shape (the compilation is the warm-up's extra time).
+         each stage compiled per input shape (the compilation is the warm-up's extra time), with its FLOPs
+         (maskrcnn_pointrend/flop_count.py: convolutions and matrix products) and the GFLOP/s it reached.
 train    one training iteration (forward + backward + SGD update) on 2 images of 512x512 with 3 instances each,
          as detectron2's reference figure, from CKPT's weights (the seed-0 parity weights give sane features):
-         data time (the step's inputs), step; the first iteration compiles the graph.
+         data time (the step's inputs), step; the first iteration compiles the graph. With --profile DIR, one
+         more iteration under MindSpore's profiler (written to DIR) gives the step's split by operator kind.
 convert  COCO -> MindRecord of a split with 2 workers: images/s, MindRecord bytes / JPEG bytes.
 eval     eval.py over a split: images/s, split between network, pasting and COCOeval per IoU type, and the
          time Boundary AP adds.
-Any other --key=value is a config override (e.g. --device_target=GPU).
+Times are the median, min and max of --runs timed runs (5) after the warm-up. Any other --key=value is a config
+override (e.g. --device_target=GPU).
 """
 import argparse
+import csv
+import glob
 import json
 import logging
 import os
@@ -44,13 +49,25 @@ def peak_memory():
     return figures
 
 
-def medians(runs):
-    """[{stage: seconds}] -> {stage: median seconds}."""
-    return {name: round(statistics.median(run[name] for run in runs), 4) for name in runs[0]}
+def summary(values):
+    """Seconds of the timed runs -> {median, min, max}."""
+    return {"median": round(statistics.median(values), 4), "min": round(min(values), 4), "max": round(max(values), 4)}
+
+
+def stage_summaries(runs):
+    """[{stage: seconds}] -> {stage: summary}."""
+    return {name: summary([run[name] for run in runs]) for name in runs[0]}
+
+
+def timed(run, num_runs):
+    """The warm-up run's seconds and num_runs more runs' [(seconds, {stage: seconds}, ...)]."""
+    first = run()[0]
+    return first, [run() for _ in range(num_runs)]
 
 
 def benchmark_infer(args, cfg):
     from maskrcnn_pointrend.data.transforms import read_image_bgr
+    from maskrcnn_pointrend.flop_count import inference_flops
     from maskrcnn_pointrend.model import load_model
     from maskrcnn_pointrend.predictor import Predictor
     from maskrcnn_pointrend.raw_detections import coco_results
@@ -71,12 +88,17 @@ def benchmark_infer(args, cfg):
                   "paste": end - paste_start}
         return end - start, stages, len(raw.scores)
 
-    first, _, _ = run()
-    runs = [run() for _ in range(args.runs)]
-    total = statistics.median(r[0] for r in runs)
+    first, runs = timed(run, args.runs)
+    total = summary([r[0] for r in runs])
     padded, size = predictor.preprocess(image)
-    return {"median_s": round(total, 4), "stages": medians([r[1] for r in runs]),
-            "first_run_s": round(first, 3), "compile_s": round(first - total, 3), "detections": runs[-1][2],
+    stages = stage_summaries([r[1] for r in runs])
+    flops = inference_flops(net, padded.shape[1], padded.shape[2], cfg.model.rpn.post_nms_topk_test,
+                            cfg.model.roi_heads.detections_per_image)
+    for name, count in flops.items():
+        stages[name].update(gflop=round(count / 1e9, 1), gflop_per_s=round(count / 1e9 / stages[name]["median"], 1))
+    return {"seconds": total, "stages": stages, "gflop": round(sum(flops.values()) / 1e9, 1),
+            "first_run_s": round(first, 3), "compile_s": round(first - total["median"], 3),
+            "detections": runs[-1][2],
             "input": f"{args.image} ({size[0]}x{size[1]}, padded {padded.shape[1]}x{padded.shape[2]})"}
 
 
@@ -121,7 +143,10 @@ def benchmark_train(args, cfg):
     step = TrainStep(net, build_optimizer(net, cfg.solver), LOSS_NAMES)
     batch = training_batch(np.random.default_rng(cfg.seed), num_images, canvas, cfg)
 
-    def run(iteration):
+    iterations = iter(range(args.runs + 2))
+
+    def run():
+        iteration = next(iterations)
         start = time.perf_counter()
         inputs = loss_inputs(batch, step_randomness(net, cfg.seed, iteration, 0, num_images, canvas,
                                                     cfg.input.max_instances))
@@ -130,12 +155,37 @@ def benchmark_train(args, cfg):
         end = time.perf_counter()
         return end - start, {"data": data_end - start, "step": end - data_end}
 
-    first, _ = run(0)
-    runs = [run(i + 1) for i in range(args.runs)]
-    total = statistics.median(r[0] for r in runs)
-    return {"median_s": round(total, 4), "stages": medians([r[1] for r in runs]), "first_run_s": round(first, 3),
-            "compile_s": round(first - total, 3),
-            "input": f"{num_images} images {canvas[0]}x{canvas[1]}, 3 instances each, seed-0 weights"}
+    first, runs = timed(run, args.runs)
+    total = summary([r[0] for r in runs])
+    figures = {"seconds": total, "stages": stage_summaries([r[1] for r in runs]), "first_run_s": round(first, 3),
+               "compile_s": round(first - total["median"], 3),
+               "input": f"{num_images} images {canvas[0]}x{canvas[1]}, 3 instances each, seed-0 weights"}
+    if args.profile:
+        profiler = ms.Profiler(output_path=args.profile)
+        run()
+        profiler.stop()
+        profiler.analyse()
+        figures["profiled_split_s"] = operator_split(args.profile)
+    return figures
+
+
+OPERATOR_KINDS = {"Conv2D": "convolution forward", "Conv2DBackpropInput": "convolution backward",
+                  "Conv2DBackpropFilter": "convolution backward", "MatMul": "matrix products",
+                  "BatchMatMul": "matrix products", "Custom": "custom kernels (ROIAlign, point sampling, NMS)"}
+
+
+def operator_split(folder):
+    """{operator kind: seconds} of the profiled iteration, from MindSpore's CPU operator table in `folder` (the
+    profiler's own timing: its total exceeds the unprofiled step's)."""
+    table = glob.glob(os.path.join(folder, "*", "FRAMEWORK", "cpu_op_type_info_*.csv"))
+    if not table:
+        raise RuntimeError(f"no MindSpore CPU operator table (cpu_op_type_info_*.csv) under {folder}")
+    split = {}
+    with open(table[0]) as f:
+        for row in csv.DictReader(f):
+            kind = OPERATOR_KINDS.get(row["op_type"], "elementwise and the rest")
+            split[kind] = split.get(kind, 0.0) + float(row["total_compute_time"]) / 1000
+    return {kind: round(seconds, 3) for kind, seconds in sorted(split.items(), key=lambda item: -item[1])}
 
 
 def benchmark_convert(args, cfg):
@@ -150,16 +200,16 @@ def benchmark_convert(args, cfg):
         with tempfile.TemporaryDirectory() as folder:
             output = os.path.join(folder, "mindrecord")
             start = time.perf_counter()
-            summary = convert_coco(ann_file, images, output, shards=1, workers=2)
+            result = convert_coco(ann_file, images, output, shards=1, workers=2)
             seconds = time.perf_counter() - start
             record_bytes = sum(os.path.getsize(os.path.join(output, n)) for n in os.listdir(output))
-        return seconds, summary["images"]["converted"], record_bytes
+        return seconds, result["images"]["converted"], record_bytes
 
     runs = [run() for _ in range(args.runs)]
-    seconds = statistics.median(r[0] for r in runs)
-    _, images, record_bytes = runs[-1]
+    seconds = summary([r[0] for r in runs])
+    _, converted, record_bytes = runs[-1]
     jpeg_bytes = sum(os.path.getsize(os.path.join(images, n)) for n in os.listdir(images))
-    return {"median_s": round(seconds, 3), "images": images, "images_per_s": round(images / seconds, 1),
+    return {"seconds": seconds, "images": converted, "images_per_s": round(converted / seconds["median"], 1),
             "mindrecord_bytes": record_bytes, "jpeg_bytes": jpeg_bytes,
             "size_ratio": round(record_bytes / jpeg_bytes, 3), "input": f"{args.coco_root} {split}, 2 workers"}
 
@@ -173,7 +223,7 @@ def benchmark_eval(args, cfg):
         with open(os.path.join(folder, "timing.json")) as f:
             timing = json.load(f)
     cocoeval = timing["cocoeval_s"]
-    return {"median_s": timing["loop_s"], "images": timing["images"], "images_per_s": timing["images_per_s"],
+    return {"loop_s": timing["loop_s"], "images": timing["images"], "images_per_s": timing["images_per_s"],
             "stages": {**timing["stages_s"], **{f"cocoeval_{k}": v for k, v in cocoeval.items()}},
             "boundary_ap_added_s": round(cocoeval["boundary"] - cocoeval["segm"], 3),
             "compilations": timing["compilations"], "compile_s": timing["compile_s"],
@@ -196,6 +246,7 @@ def main(argv=None):
     parser.add_argument("--split", help="split to convert (default: the config's train_split)")
     parser.add_argument("--runs", type=int, default=5, help="timed runs after the warm-up")
     parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--profile", help="train: profile one more iteration into this folder (operator split)")
     args, cfg = parse_args(parser, argv)
     args.overrides = parser.parse_known_args(argv)[1]  # config overrides, passed on to eval.py
     needed = {"infer": ("checkpoint", "image"), "train": ("checkpoint",), "eval": ("checkpoint", "coco_root"),

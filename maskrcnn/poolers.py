@@ -4,7 +4,6 @@ import math
 import mindspore as ms
 from mindspore import nn, ops
 
-from .layers.extent import replicate_edge_beyond
 from .layers.roi_align import ROIAlignV2
 
 
@@ -25,7 +24,6 @@ class ROIPooler(nn.Cell):
         self.max_level = int(math.log2(strides[-1]))
         self.canonical_box_size = canonical_box_size
         self.canonical_level = canonical_level
-        self.strides = tuple(strides)
         self.roi_align = ROIAlignV2(output_size, tuple(1.0 / s for s in strides), sampling_ratio)
 
     def construct(self, features, padded_size, boxes, valid):
@@ -36,5 +34,4 @@ class ROIPooler(nn.Cell):
         batch_index = ops.broadcast_to(ops.arange(num_images, dtype=ms.float32).reshape(-1, 1, 1),
                                        (num_images, num_boxes, 1))
         rois = ops.concat((batch_index, boxes), -1).reshape(-1, 5)
-        features = tuple(replicate_edge_beyond(f, padded_size, stride) for f, stride in zip(features, self.strides))
-        return self.roi_align(features, ops.stop_gradient(rois), levels)
+        return self.roi_align(features, ops.stop_gradient(rois), levels, padded_size)

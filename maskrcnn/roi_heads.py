@@ -17,7 +17,8 @@ from mindspore import nn, ops
 
 from .box_coder import BoxCoder
 from .box_head import FastRCNNFCHead, FastRCNNPredictor
-from .box_ops import clip_boxes, nms, pairwise_iou
+from .box_ops import clip_boxes, pairwise_iou
+from .layers.nms import BatchedNMS
 from .losses import average_weights, smooth_l1
 from .matcher import NEGATIVE, POSITIVE, match
 from .poolers import ROIPooler
@@ -25,14 +26,14 @@ from .sampler import subsample
 from .shape_spec import select_features
 
 
-def select_detections(scores, boxes, valid, score_thresh, nms_thresh, nms_rounds, num_candidates,
-                      detections_per_image):
+def select_detections(scores, boxes, valid, score_thresh, nms, num_candidates, detections_per_image):
     """Per-class NMS over one image's (R, K) class scores and (R, K, 4) boxes, keeping the best detections.
 
     NMS runs on the `num_candidates` highest-scoring (box, class) pairs above `score_thresh`; it equals NMS
     over all pairs whenever `detections_per_image` of them survive (a pair's fate depends only on pairs
     scoring higher) and NMS converged, which the returned `complete` flag reports.
-    Returns boxes (D, 4), scores (D,), classes (D,) int32, valid (D,) bool, complete () bool.
+    nms: a layers.nms.BatchedNMS. Returns boxes (D, 4), scores (D,), classes (D,) int32, valid (D,) bool,
+    complete () bool.
     """
     num_classes = scores.shape[1]
     candidate = ops.logical_and(scores > score_thresh, valid[:, None])
@@ -41,7 +42,8 @@ def select_detections(scores, boxes, valid, score_thresh, nms_thresh, nms_rounds
     top_boxes = ops.gather(boxes.reshape(-1, 4), index, 0)
     top_classes = (index % num_classes).astype(ms.int32)
     top_valid = top_scores > score_thresh
-    keep, converged = nms(top_boxes, top_valid, nms_thresh, nms_rounds, groups=top_classes)
+    keep, converged = nms(top_boxes[None], top_valid[None], top_classes[None])
+    keep, converged = keep[0], converged[0]
     kept_scores = ops.where(keep, top_scores, ops.full_like(top_scores, -1.0))
     det_scores, order = ops.topk(kept_scores, detections_per_image)
     det_valid = det_scores > score_thresh
@@ -83,8 +85,7 @@ class ROIHeads(nn.Cell):
         self.mask_head = mask_head
         self.num_classes = num_classes
         self.score_thresh = cfg_roi.score_thresh_test
-        self.nms_thresh = cfg_roi.nms_thresh_test
-        self.nms_rounds = cfg_roi.nms_rounds
+        self.nms = BatchedNMS(cfg_roi.nms_thresh_test, cfg_roi.nms_rounds)
         self.num_candidates = cfg_roi.nms_candidates_test
         self.detections_per_image = cfg_roi.detections_per_image
         # Foreground ROIs come first in a sampled image; there are at most this many, the mask head's ROIs.
@@ -118,8 +119,8 @@ class ROIHeads(nn.Cell):
         boxes = self.decode_boxes(deltas, proposals, image_size)
         finite = ops.logical_and(ops.isfinite(boxes).all(-1).all(-1), ops.isfinite(scores).all(-1))
         valid = ops.logical_and(valid, finite)
-        per_image = [select_detections(scores[i], boxes[i], valid[i], self.score_thresh, self.nms_thresh,
-                                       self.nms_rounds, self.num_candidates, self.detections_per_image)
+        per_image = [select_detections(scores[i], boxes[i], valid[i], self.score_thresh, self.nms,
+                                       self.num_candidates, self.detections_per_image)
                      for i in range(proposals.shape[0])]
         return tuple(ops.stack(x) for x in zip(*per_image))
 

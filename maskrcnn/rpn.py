@@ -5,8 +5,9 @@ from mindspore.common.initializer import Normal
 
 from .anchor_generator import AnchorGenerator
 from .box_coder import BoxCoder
-from .box_ops import clip_boxes, nms, nonempty, pairwise_iou
+from .box_ops import clip_boxes, nonempty, pairwise_iou
 from .layers.conv import Conv2d
+from .layers.nms import BatchedNMS
 from .losses import sigmoid_bce_with_logits, smooth_l1
 from .matcher import IGNORE, NEGATIVE, POSITIVE, match
 from .sampler import subsample
@@ -38,12 +39,12 @@ class RPNHead(nn.Cell):
         return logits, deltas
 
 
-def select_proposals(anchors, logits, deltas, inside, image_size, box_coder, pre_nms_topk, post_nms_topk, nms_thresh,
-                     nms_rounds):
+def select_proposals(anchors, logits, deltas, inside, image_size, box_coder, pre_nms_topk, post_nms_topk, nms):
     """Top-scoring decoded anchors per level, clipped, NMS per level, then the best `post_nms_topk` overall.
 
     anchors: per level (A_l, 4); logits: per level (N, A_l); deltas: per level (N, A_l, 4); inside: per level
-    (N, A_l) bool, the anchors that exist for each image (AnchorGenerator.inside); image_size (N, 2).
+    (N, A_l) bool, the anchors that exist for each image (AnchorGenerator.inside); image_size (N, 2); nms: a
+    layers.nms.BatchedNMS.
     Returns proposals (N, post_nms_topk, 4), objectness logits (N, post_nms_topk), valid (N, post_nms_topk)
     (slots beyond the number of surviving boxes are invalid) and nms_converged (N,) (see box_ops.nms).
     """
@@ -58,11 +59,11 @@ def select_proposals(anchors, logits, deltas, inside, image_size, box_coder, pre
         picked_deltas = ops.gather_elements(level_deltas, 1, ops.broadcast_to(index[..., None], (num_images, k, 4)))
         boxes = clip_boxes(box_coder.decode(picked_deltas, ops.gather(level_anchors, index, 0)), image_size)
         valid = ops.logical_and(nonempty(boxes), ops.logical_and(ops.isfinite(scores), ops.isfinite(boxes).all(-1)))
-        keep, done = zip(*[nms(boxes[i], valid[i], nms_thresh, nms_rounds) for i in range(num_images)])
-        converged = ops.logical_and(converged, ops.stack(done))
+        keep, done = nms(boxes, valid)
+        converged = ops.logical_and(converged, done)
         level_boxes.append(boxes)
         level_scores.append(scores)
-        level_keep.append(ops.stack(keep))
+        level_keep.append(keep)
     boxes = ops.concat(level_boxes, 1)
     scores = ops.concat(level_scores, 1)
     kept_scores = ops.where(ops.concat(level_keep, 1), scores, ops.full_like(scores, float("-inf")))
@@ -90,8 +91,7 @@ class RPN(nn.Cell):
         self.batch_size_per_image = cfg_rpn.batch_size_per_image
         self.positive_fraction = cfg_rpn.positive_fraction
         self.smooth_l1_beta = cfg_rpn.smooth_l1_beta
-        self.nms_thresh = cfg_rpn.nms_thresh
-        self.nms_rounds = cfg_rpn.nms_rounds
+        self.nms = BatchedNMS(cfg_rpn.nms_thresh, cfg_rpn.nms_rounds)
         self.topk_train = (cfg_rpn.pre_nms_topk_train, cfg_rpn.post_nms_topk_train)
         self.topk_test = (cfg_rpn.pre_nms_topk_test, cfg_rpn.post_nms_topk_test)
 
@@ -114,8 +114,7 @@ class RPN(nn.Cell):
         logits, deltas = self.rpn_head(features)
         pre_nms_topk, post_nms_topk = self.topk_train if self.training else self.topk_test
         proposals, scores, valid, converged = select_proposals(anchors, logits, deltas, inside, image_size,
-                                                               self.box_coder, pre_nms_topk, post_nms_topk,
-                                                               self.nms_thresh, self.nms_rounds)
+                                                               self.box_coder, pre_nms_topk, post_nms_topk, self.nms)
         return proposals, scores, valid, converged, (anchors, inside, logits, deltas)
 
     def label_anchors(self, anchors, inside, gt_boxes, gt_valid):

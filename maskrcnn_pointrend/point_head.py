@@ -65,7 +65,7 @@ class StandardPointHead(nn.Cell):
                 x = ops.relu(ops.bias_add(x, layer.bias))
             width = layer.weight.shape[0]
         weight = ops.gather(self.predictor.weight, classes, 0)  # (R, fc_dim [+ K])
-        logits = ops.bmm(x.reshape(num_boxes, -1, width), weight[:, :width, None])[..., 0]
+        logits = ops.bmm(x.reshape(num_boxes, -1, width), weight[:, :width, None]).reshape(num_boxes, -1)
         if self.coarse_pred_each_layer:
             coarse_term = ops.bmm(coarse.reshape(num_boxes, side * side, -1), weight[:, width:, None])
             logits = logits + self.sample(coarse_term.reshape(num_boxes, side, side, 1), points,

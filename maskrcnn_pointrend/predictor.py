@@ -18,7 +18,7 @@ class Predictor:
     compiled with ms.jit for every new input shape when cfg.test.compile_stages (graph execution is about three
     times as fast on the CPU), else op by op. Images are padded to cfg.input.test_canvases, so there is one input
     shape per canvas (without canvases, one per padded image size). The graphs of at most
-    cfg.test.max_compiled_shapes shapes are kept (each holds ~1 GB for R50-FPN at 800 x 1333): a new shape beyond
+    cfg.test.max_compiled_shapes shapes are kept (each holds ~3.2 GB for R50-FPN at 800 x 1344): a new shape beyond
     that releases them all (ms.ms_memory_recycle, which drops every compiled graph of the process), so feed images
     grouped by `input_shape` where it matters. `stage_seconds` holds the last image's time per stage.
     """

@@ -172,8 +172,8 @@ cpu = check.EntryPointExecutor(np, {{k.name: build_cpu_library(k, folder) for k 
                                                                                      check.BILINEAR_SAMPLE)}})
 failures = check.run_checks(gpu, np.random.default_rng(0))
 for case in check.roi_align_cases(np.random.default_rng(1)):
-    inputs = (case.features, case.rois, case.levels, case.scales, np.array([case.sampling_ratio], np.int32),
-              case.pooled)
+    inputs = (case.features, case.rois, case.levels, case.extents, case.scales,
+              np.array([case.sampling_ratio], np.int32), case.pooled)
     failures += not np.array_equal(gpu.roi_align_forward(*inputs), cpu.roi_align_forward(*inputs))
 sys.exit(failures)
 """

@@ -1,5 +1,5 @@
 """The quickstart's chain on a tiny generated dataset: make_synthetic_dataset.py -> convert_coco.py -> train.py
-with configs/quickstart.yaml -> eval.py with overlays (the full run, scripts/quickstart.sh, takes ~10 minutes)."""
+with configs/quickstart.yaml -> eval.py with overlays (the full run, scripts/quickstart.sh, takes ~5 minutes)."""
 import json
 import subprocess
 import sys

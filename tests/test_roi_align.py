@@ -60,6 +60,37 @@ def test_matches_reference(output_size, sampling_ratio, graph_mode):
     assert np.abs(pooled[levels >= 0]).sum(axis=(1, 2, 3)).min() > 0
 
 
+def test_an_image_extent_pools_as_from_maps_that_end_there():
+    """Image 1's extent (40, 610) leaves 10 x 153 cells of p2 (and the ceil of that on p3, p4): its ROIs, some
+    across the extent's edge, pool and back-propagate as on maps cut to those cells; image 0 keeps whole maps."""
+    rng = np.random.default_rng(9)
+    features, (rois, levels) = make_features(rng), make_rois(rng)
+    grad_output = rng.standard_normal((len(rois), CHANNELS, 7, 7)).astype(F32)
+    extents = np.array([CANVAS, (40, 610)], np.int32)
+    pool = ROIAlignV2(7, SCALES, 0)
+
+    def weighted_sum(rois, levels, extents, grad_output, *feature_maps):
+        return (pool(feature_maps, rois, levels, extents) * grad_output).sum()
+
+    inputs = (Tensor(rois), Tensor(levels), Tensor(extents))
+    pooled = pool(tuple(Tensor(f) for f in features), *inputs).asnumpy()
+    grads = ms.grad(weighted_sum, grad_position=(4, 5, 6))(*inputs, Tensor(grad_output),
+                                                            *(Tensor(f) for f in features))
+
+    expected_pooled, expected_grads = reference_roi_align(features, rois, levels, SCALES, 7, 0, grad_output,
+                                                          extents)
+    np.testing.assert_allclose(pooled, expected_pooled, rtol=0, atol=1e-5)
+    for grad, expected in zip(grads, expected_grads):
+        np.testing.assert_allclose(grad.asnumpy(), expected, rtol=0, atol=1e-4)
+    cut = [f[1:, :, :-(-40 // s), :-(-610 // s)] for f, s in zip(features, STRIDES)]
+    on_image_1 = (rois[:, 0] == 1) & (levels >= 0)
+    assert on_image_1.sum() > 5
+    cut_rois = rois[on_image_1].copy()
+    cut_rois[:, 0] = 0
+    np.testing.assert_allclose(pooled[on_image_1], pool(tuple(Tensor(f) for f in cut), Tensor(cut_rois),
+                                                        Tensor(levels[on_image_1])).asnumpy(), rtol=0, atol=0)
+
+
 def test_reference_agrees_with_builtin_roialign_where_their_semantics_meet():
     """With a fixed sampling ratio and boxes of at least one feature pixel, MindSpore's ROIAlign (legacy
     roi_end_mode 0) on boxes shifted by -0.5 / scale computes ROIAlignV2: an independent check of the reference."""

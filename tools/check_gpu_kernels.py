@@ -62,6 +62,7 @@ class RoiAlignCase:
     features: list  # L (N, C, H_l, W_l) float32
     rois: np.ndarray  # (R, 5) float32
     levels: np.ndarray  # (R,) int32
+    extents: np.ndarray  # (N, 2) int32 input pixels of each image
     scales: np.ndarray  # (L,) float32
     sampling_ratio: int
     pooled: int
@@ -79,10 +80,17 @@ class SampleCase:
     grad_output: np.ndarray  # (P, C) float32
 
 
-def roi_align_case(name, rng, features, rois, levels, sampling_ratio, pooled):
+def whole_extents(features):
+    """(N, 2) extents of the whole maps of a case."""
+    batch, _, height, width = features[0].shape
+    return np.array([[height * FPN_STRIDES[0], width * FPN_STRIDES[0]]] * batch, np.int32)
+
+
+def roi_align_case(name, rng, features, rois, levels, sampling_ratio, pooled, extents=None):
     grad_output = rng.standard_normal((len(rois), features[0].shape[1], pooled, pooled)).astype(np.float32)
     scales = np.array([1 / s for s in FPN_STRIDES[:len(features)]], np.float32)
-    return RoiAlignCase(name, features, rois, levels, scales, sampling_ratio, pooled, grad_output)
+    extents = whole_extents(features) if extents is None else extents
+    return RoiAlignCase(name, features, rois, levels, extents, scales, sampling_ratio, pooled, grad_output)
 
 
 def random_rois(rng, count, canvas, num_levels):
@@ -97,7 +105,8 @@ def random_rois(rng, count, canvas, num_levels):
 
 def roi_align_cases(rng, scale=1):
     """The edge cases of kernel_references.make_rois on p2..p5 (adaptive grid at P = 7, fixed 2 x 2 grid at P = 14)
-    and random boxes; `scale` multiplies the number of random boxes."""
+    and random boxes, the second image's extent smaller than the canvas; `scale` multiplies the number of random
+    boxes."""
     canvas = (64, 960)
     features = refs.make_features(rng, FPN_STRIDES, canvas, 4)
     rois, levels = refs.make_rois(rng, canvas, len(FPN_STRIDES))
@@ -105,8 +114,9 @@ def roi_align_cases(rng, scale=1):
     random_features = refs.make_features(rng, FPN_STRIDES, random_canvas, 8)
     return [roi_align_case("edge cases, P=7, adaptive grid", rng, features, rois, levels, 0, 7),
             roi_align_case("edge cases, P=14, 2x2 grid", rng, features, rois, levels, 2, 14),
-            roi_align_case(f"{60 * scale} random boxes, P=7", rng, random_features,
-                           *random_rois(rng, 60 * scale, random_canvas, len(FPN_STRIDES)), 0, 7)]
+            roi_align_case(f"{60 * scale} random boxes, P=7, extents 160x224 and 100x150", rng, random_features,
+                           *random_rois(rng, 60 * scale, random_canvas, len(FPN_STRIDES)), 0, 7,
+                           np.array([random_canvas, [100, 150]], np.int32))]
 
 
 def sample_case(name, rng, maps, points, batch_index):
@@ -151,20 +161,21 @@ class RawModuleExecutor:
             value["height"][0, level], value["width"][0, level] = array.shape[2:]
         return value
 
-    def roi_align(self, function, maps, pooled_data, rois, levels, scales, ratio, pooled):
+    def roi_align(self, function, maps, pooled_data, rois, levels, extents, scales, ratio, pooled):
         batch, channels = maps[0].shape[:2]
         self.launch("roi_align", function, blocks_for(len(rois) * channels * pooled * pooled), (THREADS, 1, 1),
                     self.level_maps(maps), np.int32(len(maps)), np.int64(batch), np.int64(channels), rois, levels,
-                    scales, ratio, np.int64(len(rois)), np.int32(pooled), pooled_data)
+                    extents, scales, ratio, np.int64(len(rois)), np.int32(pooled), pooled_data)
 
-    def roi_align_forward(self, features, rois, levels, scales, ratio, pooled):
+    def roi_align_forward(self, features, rois, levels, extents, scales, ratio, pooled):
         out = self.xp.empty((len(rois), features[0].shape[1], pooled, pooled), np.float32)
-        self.roi_align("roi_align_forward", features, out, rois, levels, scales, ratio, pooled)
+        self.roi_align("roi_align_forward", features, out, rois, levels, extents, scales, ratio, pooled)
         return out
 
-    def roi_align_backward(self, grad_output, rois, levels, scales, ratio, features):
+    def roi_align_backward(self, grad_output, rois, levels, extents, scales, ratio, features):
         grads = [self.xp.zeros_like(f) for f in features]
-        self.roi_align("roi_align_backward", grads, grad_output, rois, levels, scales, ratio, grad_output.shape[2])
+        self.roi_align("roi_align_backward", grads, grad_output, rois, levels, extents, scales, ratio,
+                       grad_output.shape[2])
         return grads
 
     @staticmethod
@@ -238,14 +249,15 @@ class EntryPointExecutor:
         if status != 0:
             raise RuntimeError(f"{function} returned {status} (its reason is on stderr)")
 
-    def roi_align_forward(self, features, rois, levels, scales, ratio, pooled):
+    def roi_align_forward(self, features, rois, levels, extents, scales, ratio, pooled):
         out = self.xp.empty((len(rois), features[0].shape[1], pooled, pooled), np.float32)
-        self.call("roi_align", "RoiAlignV2Forward", *features, rois, levels, scales, ratio, out)
+        self.call("roi_align", "RoiAlignV2Forward", *features, rois, levels, extents, scales, ratio, out)
         return out
 
-    def roi_align_backward(self, grad_output, rois, levels, scales, ratio, features):
+    def roi_align_backward(self, grad_output, rois, levels, extents, scales, ratio, features):
         grads = [self.xp.empty_like(f) for f in features]
-        self.call("roi_align", "RoiAlignV2Backward", grad_output, rois, levels, scales, ratio, *features, *grads)
+        self.call("roi_align", "RoiAlignV2Backward", grad_output, rois, levels, extents, scales, ratio, *features,
+                  *grads)
         return grads
 
     def sample_forward(self, maps, points, batch_index):
@@ -289,12 +301,14 @@ def check_roi_align(executor, case: RoiAlignCase):
     """[(what, max abs error, tolerance)] of forward and backward against the reference."""
     xp = executor.xp
     expected_pooled, expected_grads = refs.reference_roi_align(case.features, case.rois, case.levels, case.scales,
-                                                               case.pooled, case.sampling_ratio, case.grad_output)
+                                                               case.pooled, case.sampling_ratio, case.grad_output,
+                                                               case.extents)
     features = [xp.asarray(f) for f in case.features]
     rois, levels, scales = xp.asarray(case.rois), xp.asarray(case.levels), xp.asarray(case.scales)
+    extents = xp.asarray(case.extents)
     ratio = xp.asarray(np.array([case.sampling_ratio], np.int32))
-    pooled = executor.roi_align_forward(features, rois, levels, scales, ratio, case.pooled)
-    grads = executor.roi_align_backward(xp.asarray(case.grad_output), rois, levels, scales, ratio, features)
+    pooled = executor.roi_align_forward(features, rois, levels, extents, scales, ratio, case.pooled)
+    grads = executor.roi_align_backward(xp.asarray(case.grad_output), rois, levels, extents, scales, ratio, features)
     return [(f"ROIAlignV2 forward, {case.name}", max_error(xp, pooled, expected_pooled), FORWARD_TOLERANCE)] + [
         (f"ROIAlignV2 backward level {level}, {case.name}", max_error(xp, grad, expected), BACKWARD_TOLERANCE)
         for level, (grad, expected) in enumerate(zip(grads, expected_grads))]
@@ -348,6 +362,7 @@ def time_kernels(executor, repeat):
     features = [cupy.asarray(rng.standard_normal((2, 256, canvas[0] // s, canvas[1] // s), np.float32))
                 for s in FPN_STRIDES]
     scales = cupy.asarray(np.array([1 / s for s in FPN_STRIDES], np.float32))
+    extents = cupy.asarray(np.array([canvas] * 2, np.int32))
     ratio = cupy.asarray(np.zeros(1, np.int32))
     maps = cupy.asarray(rng.standard_normal((2, canvas[0] // 4, canvas[1] // 4, 256), np.float32))
     num_points = 2 * 128 * 196  # foreground boxes x training points per box
@@ -362,9 +377,9 @@ def time_kernels(executor, repeat):
         rois, levels = (cupy.asarray(a) for a in random_rois(rng, count, canvas, len(FPN_STRIDES)))
         grad = cupy.asarray(rng.standard_normal((count, 256, pooled, pooled), np.float32))
         timings[f"ROIAlignV2 forward, {name}"] = lambda rois=rois, levels=levels, pooled=pooled: (
-            executor.roi_align_forward(features, rois, levels, scales, ratio, pooled))
+            executor.roi_align_forward(features, rois, levels, extents, scales, ratio, pooled))
         timings[f"ROIAlignV2 backward, {name}"] = lambda rois=rois, levels=levels, grad=grad: (
-            executor.roi_align_backward(grad, rois, levels, scales, ratio, features))
+            executor.roi_align_backward(grad, rois, levels, extents, scales, ratio, features))
     sample = f"{num_points} points of 256 channels"
     timings[f"BilinearSample forward, {sample} on p2"] = lambda: executor.sample_forward(maps, points, image_index)
     timings[f"BilinearSample backward, {sample} on p2"] = lambda: executor.sample_backward(

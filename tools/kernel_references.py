@@ -2,7 +2,7 @@
 GPU kernel check (tools/check_gpu_kernels.py). Numpy only: no MindSpore, no GPU.
 
 - ROIAlignV2: a transcription of torchvision's roi_align(aligned=True) as one (P*P, H*W) pooling matrix per ROI,
-  whose transpose gives the gradient.
+  whose transpose gives the gradient, on the part of the map that exists for the ROI's image (its extent).
 - Bilinear sampling: grid_sample(align_corners=False, padding_mode="zeros") of channels-last maps at
   [0, 1]-normalized points, and the fused relu(base + sample + bias), with their gradients.
 """
@@ -55,9 +55,15 @@ def pooling_matrix(roi, scale, height, width, output_size, sampling_ratio):
     return matrix
 
 
-def reference_roi_align(features, rois, levels, scales, output_size, sampling_ratio, grad_output):
+def cells_within(extent, scale, size):
+    """Rows (or columns) of a level of `size` cells at `scale` that exist for an input extent of `extent` pixels."""
+    return int(min(max(np.ceil(F32(extent) * F32(scale)), 1), size))
+
+
+def reference_roi_align(features, rois, levels, scales, output_size, sampling_ratio, grad_output, extents=None):
     """Pooled (R, C, P, P) of features (L maps (N, C, H_l, W_l) with spatial `scales`) for rois (R, 5) on levels
-    (R,) (-1: zero output), and the gradients of sum(pooled * grad_output) w.r.t. each feature level."""
+    (R,) (-1: zero output), each from the cells of its image's extent ((N, 2) input pixels, default: whole maps),
+    and the gradients of sum(pooled * grad_output) w.r.t. each feature level."""
     pooled = np.zeros(grad_output.shape)
     grads = [np.zeros(f.shape) for f in features]
     for r, (roi, level) in enumerate(zip(rois, levels)):
@@ -65,9 +71,14 @@ def reference_roi_align(features, rois, levels, scales, output_size, sampling_ra
             continue
         batch = int(roi[0])
         _, channels, height, width = features[level].shape
+        if extents is not None:
+            height = cells_within(extents[batch][0], scales[level], height)
+            width = cells_within(extents[batch][1], scales[level], width)
         matrix = pooling_matrix(roi, scales[level], height, width, output_size, sampling_ratio)
-        pooled[r] = (features[level][batch].reshape(channels, -1) @ matrix.T).reshape(pooled.shape[1:])
-        grads[level][batch] += (grad_output[r].reshape(channels, -1) @ matrix).reshape(channels, height, width)
+        plane = features[level][batch][:, :height, :width]
+        pooled[r] = (plane.reshape(channels, -1) @ matrix.T).reshape(pooled.shape[1:])
+        grads[level][batch][:, :height, :width] += (grad_output[r].reshape(channels, -1) @ matrix).reshape(
+            channels, height, width)
     return pooled, grads
 
 

@@ -1,7 +1,8 @@
 """Compiles the custom kernels on first use, cached by a hash of everything that goes into them.
 
 A kernel library `name` lives in a csrc folder as <name>_cpu.cc (the CPU kernels) and <name>_gpu.cu (the CUDA
-kernels) with <name>_gpu.cc (their AOT entry points); headers come from that folder and from maskrcnn/layers/csrc.
+kernels) with <name>_gpu.cc (their AOT entry points), or as <name>_cpu.cc alone when the GPU computes it with
+MindSpore's ops (NMS); headers come from that folder and from maskrcnn/layers/csrc.
 
 - CPU: g++ compiles <name>_cpu.cc into a shared library of MindSpore AOT entry points.
 - GPU: NVRTC (the pip wheel nvidia-cuda-nvrtc-cu11, called through ctypes; no nvcc) compiles <name>_gpu.cu for the
@@ -286,10 +287,12 @@ def gpu_architecture(device_id: int) -> int:
     return major.value * 10 + minor.value
 
 
-def repository_kernels() -> list:
-    """Every kernel library of this repository: the <name>_cpu.cc under */layers/csrc."""
-    return [KernelSources(source.parent, source.name[:-len("_cpu.cc")])
-            for source in sorted(REPO_ROOT.glob("*/layers/csrc/*_cpu.cc"))]
+def repository_kernels(device_target: str) -> list:
+    """Every kernel library of this repository for "CPU" (the <name>_cpu.cc under */layers/csrc) or "GPU" (those
+    with a <name>_gpu.cu)."""
+    libraries = [KernelSources(source.parent, source.name[:-len("_cpu.cc")])
+                 for source in sorted(REPO_ROOT.glob("*/layers/csrc/*_cpu.cc"))]
+    return [k for k in libraries if device_target == "CPU" or k.cuda_source.is_file()]
 
 
 def main(argv=None):
@@ -305,7 +308,7 @@ def main(argv=None):
     if args.device_target == "GPU" and args.arch is None:
         args.arch = [gpu_architecture(0)]
     failures = 0
-    for kernels in repository_kernels():
+    for kernels in repository_kernels(args.device_target):
         builds = ([lambda: build_cpu_library(kernels, args.kernel_dir)] if args.device_target == "CPU" else
                   [functools.partial(build_gpu_library, kernels, arch, args.kernel_dir) for arch in args.arch])
         for build in builds:

@@ -5,7 +5,8 @@ Cell (y, x) of a map with stride s exists for an image iff its top-left corner (
 extent, i.e. iff it is one of the ceil(extent / s) rows and columns the image's own input would have. A 3x3
 convolution at the extent's edge reads zero padding in the image's own input; here it reads the cells beyond, so
 those must hold zeros (`zero_beyond`). Pointwise layers (1x1 and strided 1x1 convolutions, norms, ReLUs, sums)
-need nothing: what they compute beyond the extent stays there.
+need nothing: what they compute beyond the extent stays there. ROIAlignV2 takes the extents and pools each ROI from
+the cells that exist for its image.
 """
 import mindspore as ms
 from mindspore import ops
@@ -24,14 +25,3 @@ def zero_beyond(x, extents, stride):
     inside = cells_inside(extents, stride, x.shape[2], x.shape[3])
     return x * inside[:, None].astype(x.dtype)
 
-
-def replicate_edge_beyond(x, extents, stride):
-    """(N, C, H, W) map of `stride` -> the map whose first row and column beyond each image's extent repeat its
-    last row and column. ROIAlign clamps a sample between the last row and the map's end to the last row; on a
-    map that continues, it interpolates towards the next row instead, which this makes equal."""
-    num_images, _, height, width = x.shape
-    last = (extents.astype(ms.int32) + (stride - 1)) // stride  # rows and columns that exist
-    below = ops.arange(height, dtype=ms.int32).reshape(1, -1) == last[:, 0:1]
-    x = ops.where(below.reshape(num_images, 1, height, 1), ops.concat((x[:, :, :1], x[:, :, :-1]), 2), x)
-    right = ops.arange(width, dtype=ms.int32).reshape(1, -1) == last[:, 1:2]
-    return ops.where(right.reshape(num_images, 1, 1, width), ops.concat((x[:, :, :, :1], x[:, :, :, :-1]), 3), x)

@@ -2,7 +2,8 @@
 
 Each ROI is pooled from the one level named by `levels`; semantics are those of torchvision's roi_align
 with aligned=True (box shifted by -0.5 feature pixel, adaptive ceil(size / output_size) sampling grid when
-sampling_ratio is 0, bilinear samples outside [-1, size] count as zero).
+sampling_ratio is 0, bilinear samples outside [-1, size] count as zero), on the part of each map that exists for the
+ROI's image (its extent, layers/extent.py): size is that part's, as in the image's own input.
 """
 import mindspore as ms
 import numpy as np
@@ -13,19 +14,19 @@ from .custom_op import entry_point, to_float32
 
 KERNELS = KernelSources(COMMON_CSRC, "roi_align")
 
-_NUM_ROI_INPUTS = 4  # rois, levels, spatial_scales, sampling_ratio
+_NUM_ROI_INPUTS = 5  # rois, levels, extents, spatial_scales, sampling_ratio
 
 
 def _split_inputs(inputs, num_levels):
-    """(features, rois, levels) from the forward op's inputs (or their shapes or dtypes)."""
+    """(features, rois, levels, extents) from the forward op's inputs (or their shapes or dtypes)."""
     if len(inputs) != num_levels + _NUM_ROI_INPUTS:
         raise ValueError(f"ROIAlignV2 has {num_levels} spatial scales but got "
                          f"{len(inputs) - _NUM_ROI_INPUTS} feature maps")
-    return inputs[:num_levels], inputs[num_levels], inputs[num_levels + 1]
+    return inputs[:num_levels], inputs[num_levels], inputs[num_levels + 1], inputs[num_levels + 2]
 
 
-def _check_shapes(feature_shapes, rois_shape, levels_shape):
-    """Raises ValueError unless features are (N, C, H_l, W_l), rois (R, 5) and levels (R,)."""
+def _check_shapes(feature_shapes, rois_shape, levels_shape, extents_shape):
+    """Raises ValueError unless features are (N, C, H_l, W_l), rois (R, 5), levels (R,) and extents (N, 2)."""
     if not feature_shapes or any(len(s) != 4 or tuple(s[:2]) != tuple(feature_shapes[0][:2])
                                  for s in feature_shapes):
         raise ValueError(f"ROIAlignV2 features must be (N, C, H, W) with equal N and C, got {feature_shapes}")
@@ -33,18 +34,20 @@ def _check_shapes(feature_shapes, rois_shape, levels_shape):
         raise ValueError(f"ROIAlignV2 rois must be (R, 5), got {rois_shape}")
     if tuple(levels_shape) != (rois_shape[0],):
         raise ValueError(f"ROIAlignV2 levels must be ({rois_shape[0]},), got {levels_shape}")
+    if tuple(extents_shape) != (feature_shapes[0][0], 2):
+        raise ValueError(f"ROIAlignV2 extents must be ({feature_shapes[0][0]}, 2), got {extents_shape}")
 
 
-def _check_dtypes(feature_dtypes, rois_dtype, levels_dtype):
-    """Raises TypeError unless features and rois are float32 tensors and levels int32."""
+def _check_dtypes(feature_dtypes, rois_dtype, levels_dtype, extents_dtype):
+    """Raises TypeError unless features and rois are float32 tensors, levels and extents int32."""
     if any(d.element_type() != ms.float32 for d in (*feature_dtypes, rois_dtype)) or \
-            levels_dtype.element_type() != ms.int32:
-        raise TypeError(f"ROIAlignV2 takes float32 features and rois and int32 levels, got {list(feature_dtypes)}, "
-                        f"{rois_dtype}, {levels_dtype}")
+            any(d.element_type() != ms.int32 for d in (levels_dtype, extents_dtype)):
+        raise TypeError(f"ROIAlignV2 takes float32 features and rois, int32 levels and extents, got "
+                        f"{list(feature_dtypes)}, {rois_dtype}, {levels_dtype}, {extents_dtype}")
 
 
 def _forward_op(num_levels: int, output_size: int):
-    """Custom op (features..., rois, levels, spatial_scales, sampling_ratio) -> (R, C, P, P)."""
+    """Custom op (features..., rois, levels, extents, spatial_scales, sampling_ratio) -> (R, C, P, P)."""
 
     def infer_shape(*shapes):
         _check_shapes(*_split_inputs(shapes, num_levels))
@@ -62,15 +65,15 @@ def _forward_op(num_levels: int, output_size: int):
 
 
 def _backward_op(num_levels: int):
-    """Custom op (dout, rois, levels, spatial_scales, sampling_ratio, features...) -> feature gradients."""
+    """Custom op (dout, rois, levels, extents, spatial_scales, sampling_ratio, features...) -> feature gradients."""
     return ops.Custom(entry_point(KERNELS, "RoiAlignV2Backward"),
                       out_shape=lambda *shapes: tuple(shapes[_NUM_ROI_INPUTS + 1:]),
                       out_dtype=(ms.float32,) * num_levels, func_type="aot")
 
 
 class _PoolLevels(nn.Cell):
-    """The custom forward op with its gradient; inputs are ordered (rois, levels, features) because PyNative
-    reads a custom bprop result whose first item is a tuple as (positional grads, keyword grads)."""
+    """The custom forward op with its gradient; inputs are ordered (rois, levels, extents, features) because
+    PyNative reads a custom bprop result whose first item is a tuple as (positional grads, keyword grads)."""
 
     def __init__(self, output_size: int, spatial_scales, sampling_ratio: int):
         super().__init__()
@@ -79,12 +82,13 @@ class _PoolLevels(nn.Cell):
         self.pool = _forward_op(len(spatial_scales), output_size)
         self.pool_grad = _backward_op(len(spatial_scales))
 
-    def construct(self, rois, levels, features):
-        return self.pool(*features, rois, levels, self.spatial_scales, self.sampling_ratio)
+    def construct(self, rois, levels, extents, features):
+        return self.pool(*features, rois, levels, extents, self.spatial_scales, self.sampling_ratio)
 
-    def bprop(self, rois, levels, features, out, dout):
-        feature_grads = self.pool_grad(dout, rois, levels, self.spatial_scales, self.sampling_ratio, *features)
-        return ops.zeros_like(rois), ops.zeros_like(levels), tuple(feature_grads)
+    def bprop(self, rois, levels, extents, features, out, dout):
+        feature_grads = self.pool_grad(dout, rois, levels, extents, self.spatial_scales, self.sampling_ratio,
+                                       *features)
+        return ops.zeros_like(rois), ops.zeros_like(levels), ops.zeros_like(extents), tuple(feature_grads)
 
 
 class ROIAlignV2(nn.Cell):
@@ -102,8 +106,14 @@ class ROIAlignV2(nn.Cell):
             raise ValueError(f"ROIAlignV2 needs output_size >= 1, sampling_ratio >= 0 and at least one spatial "
                              f"scale, got {output_size}, {sampling_ratio}, {spatial_scales}")
         self.pool = _PoolLevels(output_size, spatial_scales, sampling_ratio)
+        self.first_stride = round(1 / spatial_scales[0])
 
-    def construct(self, features, rois, levels):
+    def construct(self, features, rois, levels, extents=None):
         """features: tuple of L (N, C, H_l, W_l) (float16 ones are pooled in float32); rois: (R, 5) [batch, x1, y1,
-        x2, y2] in image pixels; levels: (R,) int32 in [0, L), or -1 for a zero output -> float32."""
-        return self.pool(to_float32(rois), levels, tuple([to_float32(f) for f in features]))
+        x2, y2] in image pixels; levels: (R,) int32 in [0, L), or -1 for a zero output; extents: (N, 2) int32 (H, W)
+        of each image's input, by default the whole maps' -> float32."""
+        if extents is None:
+            num_images, _, height, width = features[0].shape
+            extents = ops.broadcast_to(ms.Tensor([[height * self.first_stride, width * self.first_stride]], ms.int32),
+                                       (num_images, 2))
+        return self.pool(to_float32(rois), levels, extents.astype(ms.int32), tuple([to_float32(f) for f in features]))

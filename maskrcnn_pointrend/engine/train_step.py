@@ -14,6 +14,15 @@ class NonFiniteLossError(FloatingPointError):
     """A loss or gradient became NaN or Inf; the update of that iteration was not applied."""
 
 
+def all_finite(tensors):
+    """Whether no element of the float tensors is NaN or Inf: each tensor's sum, as a matrix-vector product with
+    ones (any NaN or Inf reaches it; so would a sum beyond float32's range, which no usable gradient reaches).
+    On the CPU that is ~6x faster than ms.amp.all_finite's IsFinite + ReduceAll over R50-FPN's 60M gradients."""
+    sums = [ops.matmul(t.reshape(t.shape[0], -1), ops.ones((t.size // t.shape[0], 1), t.dtype)).sum() if t.ndim > 1
+            else t.sum() for t in tensors]
+    return ops.isfinite(ops.stack(sums)).all()
+
+
 def step_randomness(net, seed, iteration, first_slot, num_images, input_hw, num_gt_slots):
     """The uniform draws GeneralizedRCNN.losses takes (net.random_input_shapes: rpn_keys, roi_keys and the mask
     head's tuple) for images first_slot .. first_slot + num_images - 1 of the global batch of `iteration`, on
@@ -79,7 +88,7 @@ class TrainStep:
             if grad_reducer is not None:
                 grads = grad_reducer(grads)
                 losses = all_reduce(losses) / world_size
-            grads_finite = ms.amp.all_finite(grads)
+            grads_finite = all_finite(grads)
             if loss_scaler is not None:
                 loss_scaler.adjust(grads_finite)
             apply = ops.logical_and(grads_finite, ops.isfinite(losses).all())

@@ -27,6 +27,14 @@ PORTABLE RoiStatus roi_status(const float *roi, int level, int num_levels, int64
   return RoiStatus::kPooled;
 }
 
+// The rows (or columns) of a level of `size` cells at `scale` that exist for an image whose input extent is
+// `extent` pixels, ceil(extent * scale) within [1, size]: the ROI is pooled as from that image's own input, whose
+// maps end there (see maskrcnn/layers/extent.py).
+PORTABLE int cells_within(int extent, float scale, int size) {
+  const float cells = portable::ceil(static_cast<float>(extent) * scale);
+  return cells < 1.f ? 1 : cells < static_cast<float>(size) ? static_cast<int>(cells) : size;
+}
+
 // A pooled ROI in feature coordinates (aligned: shifted by -0.5 pixel) with its sampling grid per bin side.
 struct RoiGeometry {
   int batch;

@@ -43,6 +43,7 @@ struct RoiPlan {
 struct RoiInputs {
   const float *rois;
   const int32_t *levels;
+  const int32_t *extents;
   const float *spatial_scales;
   int sampling_ratio;
 };
@@ -77,14 +78,19 @@ RoiPlan plan_roi(const RoiInputs &in, const Layout &layout, int64_t r) {
       roi_align::roi_geometry(in.rois + r * 5, in.spatial_scales[plan.level], in.sampling_ratio, layout.pooled);
   plan.batch = g.batch;
   plan.count = g.count;
-  plan.y = plan_axis(g.start_y, g.bin_h, g.grid_y, layout.pooled, static_cast<int>(layout.heights[plan.level]));
-  plan.x = plan_axis(g.start_x, g.bin_w, g.grid_x, layout.pooled, static_cast<int>(layout.widths[plan.level]));
+  const float scale = in.spatial_scales[plan.level];
+  const int32_t *extent = in.extents + 2 * g.batch;
+  plan.y = plan_axis(g.start_y, g.bin_h, g.grid_y, layout.pooled,
+                     roi_align::cells_within(extent[0], scale, static_cast<int>(layout.heights[plan.level])));
+  plan.x = plan_axis(g.start_x, g.bin_w, g.grid_x, layout.pooled,
+                     roi_align::cells_within(extent[1], scale, static_cast<int>(layout.widths[plan.level])));
   return plan;
 }
 
 RoiInputs read_roi_inputs(void **params, const Layout &layout) {
   return {static_cast<const float *>(params[layout.rois]), static_cast<const int32_t *>(params[layout.rois + 1]),
-          static_cast<const float *>(params[layout.rois + 2]), *static_cast<const int32_t *>(params[layout.rois + 3])};
+          static_cast<const int32_t *>(params[layout.rois + 2]), static_cast<const float *>(params[layout.rois + 3]),
+          *static_cast<const int32_t *>(params[layout.rois + 4])};
 }
 
 bool check_roi(const RoiInputs &in, const Layout &layout, int64_t r) {

@@ -28,10 +28,10 @@ bool launch(const char *function, void **params, const Layout &layout, int maps_
   }
   int num_levels = layout.num_levels, pooled = layout.pooled;
   int64_t batch = layout.batch, channels = layout.channels, num_rois = layout.num_rois;
-  void *rois = params[layout.rois], *levels = params[layout.rois + 1], *scales = params[layout.rois + 2];
-  void *ratio = params[layout.rois + 3];
-  void *args[] = {&level_data, &num_levels, &batch, &channels, &rois,     &levels,
-                  &scales,     &ratio,      &num_rois, &pooled, &pooled_data};
+  void *rois = params[layout.rois], *levels = params[layout.rois + 1], *extents = params[layout.rois + 2];
+  void *scales = params[layout.rois + 3], *ratio = params[layout.rois + 4];
+  void *args[] = {&level_data, &num_levels, &batch,    &channels, &rois,       &levels,
+                  &extents,    &scales,     &ratio,    &num_rois, &pooled,     &pooled_data};
   const int64_t count = num_rois * channels * pooled * pooled;
   return cuda::launch(roi_align::kKernel, function, cuda::blocks_for(count), {cuda::kThreadsPerBlock, 1, 1}, 0,
                       stream, args);

@@ -31,7 +31,8 @@ __device__ Element locate(int64_t i, int64_t channels, int pooled, const float *
 }
 
 extern "C" __global__ void roi_align_forward(LevelMaps features, int num_levels, int64_t batch, int64_t channels,
-                                             const float *rois, const int *levels, const float *spatial_scales,
+                                             const float *rois, const int *levels, const int *extents,
+                                             const float *spatial_scales,
                                              const int *sampling_ratio, int64_t num_rois, int pooled, float *out) {
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i >= num_rois * channels * pooled * pooled) return;
@@ -44,14 +45,16 @@ extern "C" __global__ void roi_align_forward(LevelMaps features, int num_levels,
       roi_align::roi_geometry(rois + e.roi * 5, spatial_scales[e.level], *sampling_ratio, pooled);
   const int height = features.height[e.level], width = features.width[e.level];
   const float *plane = features.data[e.level] + (g.batch * channels + e.channel) * height * width;
+  const int rows = roi_align::cells_within(extents[2 * g.batch], spatial_scales[e.level], height);
+  const int columns = roi_align::cells_within(extents[2 * g.batch + 1], spatial_scales[e.level], width);
   // The CPU kernel's order: each x tap's column sum over the y taps, two taps per step, then the x taps in turn.
   float value = 0.f;
-  roi_align::BinTaps x_taps(g.start_x, g.bin_w, g.grid_x, width, e.pw);
+  roi_align::BinTaps x_taps(g.start_x, g.bin_w, g.grid_x, columns, e.pw);
   int x, y0, y1;
   float wx, wy0, wy1;
   while (x_taps.next(&x, &wx)) {
     float column = 0.f;
-    roi_align::BinTaps y_taps(g.start_y, g.bin_h, g.grid_y, height, e.ph);
+    roi_align::BinTaps y_taps(g.start_y, g.bin_h, g.grid_y, rows, e.ph);
     while (y_taps.next(&y0, &wy0)) {
       if (y_taps.next(&y1, &wy1)) {
         column += wy0 * plane[y0 * width + x] + wy1 * plane[y1 * width + x];
@@ -67,7 +70,8 @@ extern "C" __global__ void roi_align_forward(LevelMaps features, int num_levels,
 // Adds each pooled element's gradient into the feature gradients (zeroed by the caller), atomically: the bins of
 // different ROIs and of neighbouring bins share feature pixels.
 extern "C" __global__ void roi_align_backward(LevelMaps grads, int num_levels, int64_t batch, int64_t channels,
-                                              const float *rois, const int *levels, const float *spatial_scales,
+                                              const float *rois, const int *levels, const int *extents,
+                                              const float *spatial_scales,
                                               const int *sampling_ratio, int64_t num_rois, int pooled,
                                               const float *grad_out) {
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
@@ -78,13 +82,15 @@ extern "C" __global__ void roi_align_backward(LevelMaps grads, int num_levels, i
       roi_align::roi_geometry(rois + e.roi * 5, spatial_scales[e.level], *sampling_ratio, pooled);
   const int height = grads.height[e.level], width = grads.width[e.level];
   float *plane = grads.data[e.level] + (g.batch * channels + e.channel) * height * width;
+  const int rows = roi_align::cells_within(extents[2 * g.batch], spatial_scales[e.level], height);
+  const int columns = roi_align::cells_within(extents[2 * g.batch + 1], spatial_scales[e.level], width);
   const float grad = grad_out[i] / g.count;
-  roi_align::BinTaps x_taps(g.start_x, g.bin_w, g.grid_x, width, e.pw);
+  roi_align::BinTaps x_taps(g.start_x, g.bin_w, g.grid_x, columns, e.pw);
   int x, y;
   float wx, wy;
   while (x_taps.next(&x, &wx)) {
     const float grad_x = wx * grad;
-    roi_align::BinTaps y_taps(g.start_y, g.bin_h, g.grid_y, height, e.ph);
+    roi_align::BinTaps y_taps(g.start_y, g.bin_h, g.grid_y, rows, e.ph);
     while (y_taps.next(&y, &wy)) atomicAdd(plane + y * width + x, wy * grad_x);
   }
 }

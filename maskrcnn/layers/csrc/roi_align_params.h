@@ -1,9 +1,11 @@
 // ROIAlignV2's AOT parameters as MindSpore passes them, checked from their shapes and dtypes alone (host arrays;
 // the data may live on the GPU), for the CPU kernels and the GPU entry points alike:
-//   forward:  L feature maps (N, C, H_l, W_l), rois (R, 5), levels (R,), spatial_scales (L,), sampling_ratio (1,),
-//             then the output (R, C, P, P);
-//   backward: the output gradient (R, C, P, P), rois, levels, spatial_scales, sampling_ratio, the L feature maps
-//             (for their shapes), then the L feature gradients (N, C, H_l, W_l).
+//   forward:  L feature maps (N, C, H_l, W_l), rois (R, 5), levels (R,), extents (N, 2), spatial_scales (L,),
+//             sampling_ratio (1,), then the output (R, C, P, P);
+//   backward: the output gradient (R, C, P, P), rois, levels, extents, spatial_scales, sampling_ratio, the L feature
+//             maps (for their shapes), then the L feature gradients (N, C, H_l, W_l).
+// extents: each image's (H, W) input extent in pixels; a level's cells beyond it do not exist for the image
+// (roi_align::cells_within).
 #pragma once
 
 #include <algorithm>
@@ -16,13 +18,13 @@
 namespace roi_align {
 
 constexpr char kKernel[] = "ROIAlignV2";
-constexpr int kNumRoiInputs = 4;  // rois, levels, spatial_scales, sampling_ratio
+constexpr int kNumRoiInputs = 5;  // rois, levels, extents, spatial_scales, sampling_ratio
 
 // Where each parameter is, and the sizes they agree on.
 struct Layout {
   int num_levels = 0;
   int features = 0;   // first of the L feature maps
-  int rois = 0;       // then levels, spatial_scales, sampling_ratio
+  int rois = 0;       // then levels, extents, spatial_scales, sampling_ratio
   int pooled_at = 0;  // the (R, C, P, P) output (forward) or output gradient (backward)
   int grads = -1;     // first of the L feature gradients (backward)
   int64_t batch = 0, channels = 0, num_rois = 0;
@@ -47,11 +49,14 @@ inline bool check_inputs(const int *ndims, int64_t **shapes, const char **dtypes
     layout->heights.push_back(shapes[i][2]);
     layout->widths.push_back(shapes[i][3]);
   }
-  const int rois = layout->rois, levels = rois + 1, scales = rois + 2, ratio = rois + 3;
+  const int rois = layout->rois, levels = rois + 1, extents = rois + 2, scales = rois + 3, ratio = rois + 4;
   if (ndims[rois] != 2 || shapes[rois][1] != 5 || !is_dtype(dtypes[rois], "float32"))
     return fail("rois must be float32 (R, 5)");
   if (ndims[levels] != 1 || shapes[levels][0] != shapes[rois][0] || !is_dtype(dtypes[levels], "int32"))
     return fail("levels must be int32 (R,)");
+  if (ndims[extents] != 2 || shapes[extents][0] != layout->batch || shapes[extents][1] != 2 ||
+      !is_dtype(dtypes[extents], "int32"))
+    return fail("extents must be int32 (N, 2)");
   if (ndims[scales] != 1 || shapes[scales][0] != layout->num_levels || !is_dtype(dtypes[scales], "float32"))
     return fail("spatial_scales must be float32 with one value per feature level");
   if (ndims[ratio] != 1 || shapes[ratio][0] != 1 || !is_dtype(dtypes[ratio], "int32"))
@@ -77,7 +82,7 @@ inline bool forward_layout(int nparam, const int *ndims, int64_t **shapes, const
 inline bool backward_layout(int nparam, const int *ndims, int64_t **shapes, const char **dtypes, Layout *layout) {
   layout->num_levels = (nparam - kNumRoiInputs - 1) / 2;
   if (layout->num_levels < 1 || nparam != kNumRoiInputs + 1 + 2 * layout->num_levels)
-    return fail("expected the output gradient, 4 ROI inputs, L feature maps and L feature gradients");
+    return fail("expected the output gradient, 5 ROI inputs, L feature maps and L feature gradients");
   layout->pooled_at = 0;
   layout->rois = 1;
   layout->features = kNumRoiInputs + 1;
