@@ -29,7 +29,6 @@ import logging
 import os
 import resource
 import statistics
-import sys
 import tempfile
 import time
 

@@ -24,13 +24,14 @@ import os
 import sys
 import time
 
+from maskrcnn.atomic_files import atomic_write
 from maskrcnn_pointrend.categories import read_categories_file
 from maskrcnn_pointrend.cli import parse_args, set_context, setup_logging
 from maskrcnn_pointrend.data.image_check import inspect_image
 from maskrcnn_pointrend.data.transforms import ImageReadError, read_image_bgr
 from maskrcnn_pointrend.image_names import image_ids, overlay_names
 from maskrcnn_pointrend.model import load_model
-from maskrcnn_pointrend.output_files import atomic_write, check_output_file, prepare_output_dir
+from maskrcnn_pointrend.output_files import check_output_file, prepare_output_dir
 from maskrcnn_pointrend.predictor import Predictor
 from maskrcnn_pointrend.raw_detections import coco_results, save_raw
 from maskrcnn_pointrend.visualize import save_results_overlay

@@ -3,11 +3,6 @@ import mindspore as ms
 from mindspore import ops
 
 
-def box_area(boxes):
-    """(..., 4) XYXY -> (...)."""
-    return (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
-
-
 def pairwise_iou(boxes1, boxes2):
     """(N, 4), (M, 4) XYXY -> (N, M) IoU, 0 where boxes do not overlap.
 

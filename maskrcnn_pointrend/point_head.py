@@ -1,5 +1,4 @@
 """PointRend's point head: an MLP applied independently to every point's fine and coarse features."""
-import mindspore as ms
 from mindspore import nn, ops
 from mindspore.common.initializer import Normal
 

@@ -24,7 +24,7 @@ from pycocotools import mask as mask_util
 
 from maskrcnn.postprocess import paste_mask, rescale_detections
 
-from .output_files import atomic_write
+from maskrcnn.atomic_files import atomic_write
 
 RAW_FIELDS = ("image_id", "original_size", "image_size", "scale", "boxes", "scores", "classes", "mask_probs")
 RAW_SUFFIX = ".npz"

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from .output_files import atomic_write
+from maskrcnn.atomic_files import atomic_write
 
 GOLDEN_RATIO_CONJUGATE = 0.618033988749895
 FONT = cv2.FONT_HERSHEY_SIMPLEX

@@ -4,8 +4,8 @@ import stat
 
 import pytest
 
-from maskrcnn_pointrend.output_files import (OutputLocationError, atomic_write, check_output_file,
-                                             prepare_output_dir)
+from maskrcnn.atomic_files import atomic_write
+from maskrcnn_pointrend.output_files import OutputLocationError, check_output_file, prepare_output_dir
 
 
 def test_a_write_that_fails_leaves_the_old_file_and_no_partial_one(tmp_path):

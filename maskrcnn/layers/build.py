@@ -31,6 +31,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..atomic_files import atomic_output
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COMMON_CSRC = Path(__file__).resolve().parent / "csrc"
 # -ffp-contract=off keeps float expressions rounded exactly as written (no fused multiply-add).
@@ -91,15 +93,8 @@ class KernelSources:
 
 def publish(library: Path, write) -> Path:
     """Creates `library` by calling write(temporary path) and renaming the result into place; returns it."""
-    library.parent.mkdir(parents=True, exist_ok=True)
-    handle, partial = tempfile.mkstemp(prefix=f".{library.stem}.", suffix=".tmp", dir=library.parent)
-    os.close(handle)
-    try:
+    with atomic_output(library) as partial:
         write(Path(partial))
-        os.replace(partial, library)
-    finally:
-        if os.path.exists(partial):
-            os.unlink(partial)
     return library
 
 

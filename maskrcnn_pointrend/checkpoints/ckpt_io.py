@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import mindspore as ms
 import numpy as np
 
-from ..output_files import atomic_output
+from maskrcnn.atomic_files import atomic_output
 from .converted import class_count
 from .errors import CheckpointError
 

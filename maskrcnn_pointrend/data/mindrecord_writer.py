@@ -12,7 +12,8 @@ import os
 import mindspore.dataset as ds
 from mindspore.mindrecord import FileWriter
 
-from ..output_files import apply_umask, atomic_output_dir, prepare_output_dir, remove_stale_output_dirs
+from maskrcnn.atomic_files import apply_umask
+from ..output_files import atomic_output_dir, prepare_output_dir, remove_stale_output_dirs
 from ..progress import progress_bar
 from ..stop_signals import sigterm_raises_system_exit
 from .coco_json import load_coco_annotations

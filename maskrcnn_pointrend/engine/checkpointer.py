@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import mindspore as ms
 
 from ..checkpoints import CheckpointError, read_checkpoint, save_checkpoint
-from ..output_files import atomic_write
+from maskrcnn.atomic_files import atomic_write
 
 logger = logging.getLogger(__name__)
 

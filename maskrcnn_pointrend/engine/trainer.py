@@ -18,7 +18,8 @@ from ..data.dataset import create_train_dataset
 from ..data.mindrecord_reader import is_complete, read_category_map
 from ..data.mindrecord_writer import OutputExistsError, convert_coco
 from ..model import LOSS_NAMES, build_pointrend
-from ..output_files import atomic_write, prepare_output_dir
+from maskrcnn.atomic_files import atomic_write
+from ..output_files import prepare_output_dir
 from ..stop_signals import StopSignals
 from .checkpointer import LAST_CHECKPOINT, Checkpointer, restore_parameters
 from .distributed import init_distributed, launcher_device_id, parameter_digest, rank0_prepares

@@ -24,7 +24,7 @@ import pandas as pd
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from ..output_files import atomic_write
+from maskrcnn.atomic_files import atomic_write
 from .boundary_iou import DEFAULT_DILATION_RATIO, BoundaryCOCOeval
 
 IOU_TYPES = ("bbox", "segm", "boundary")
