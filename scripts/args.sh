@@ -5,6 +5,17 @@ print_usage() {
     awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$0" >&2
 }
 
+# require_args MIN PATTERN "$@": prints the usage and exits 1 unless there are MIN arguments or more and the first
+# matches the extended regex PATTERN (empty: any).
+require_args() {
+    local min="$1" pattern="$2"
+    shift 2
+    if [ $# -lt "$min" ] || { [ -n "$pattern" ] && ! [[ "$1" =~ $pattern ]]; }; then
+        print_usage
+        exit 1
+    fi
+}
+
 # Prints the --output_dir given among the arguments (as --output_dir=D or --output_dir D), "output" if none.
 output_dir_of() {
     local dir=output previous=""

@@ -3,8 +3,6 @@
 # to test a distributed job: scripts/run_distribute_train_gpu.sh with DEVICE_TARGET=CPU.
 # Usage: bash scripts/run_distribute_train_cpu.sh DATA_PATH MINDRECORD_PATH PRETRAINED_PATH [--key=value ...]
 set -euo pipefail
-if [ $# -lt 3 ]; then
-    sed -n '2,4p' "$0" >&2
-    exit 1
-fi
+source "$(dirname "$0")/args.sh"
+require_args 3 "" "$@"
 DEVICE_TARGET=CPU exec bash "$(dirname "$0")/run_distribute_train_gpu.sh" "${DEVICE_NUM:-2}" "$@"

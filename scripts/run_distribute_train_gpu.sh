@@ -13,10 +13,7 @@
 #   process.
 set -euo pipefail
 source "$(dirname "$0")/args.sh"
-if [ $# -lt 4 ] || ! [[ "$1" =~ ^[1-9][0-9]*$ ]]; then
-    print_usage
-    exit 1
-fi
+require_args 4 "^[1-9][0-9]*$" "$@"
 DEVICE_NUM="$1"; DATA_PATH="$2"; MINDRECORD_PATH="$3"; PRETRAINED_PATH="$4"; shift 4
 WORKER_NUM="$DEVICE_NUM"; MASTER_PORT=8118; LAUNCH_ARGS=(); TRAIN_ARGS=(); OUTPUT_DIR="$(output_dir_of "$@")"
 for ARG in "$@"; do

@@ -3,8 +3,6 @@
 # Usage: bash scripts/run_eval_cpu.sh DATA_PATH MINDRECORD_PATH CHECKPOINT_PATH [--key=value ...]
 #   e.g. bash scripts/run_eval_cpu.sh /data/coco "" model.ckpt --output_dir=eval_out --visualize 10
 set -euo pipefail
-if [ $# -lt 3 ]; then
-    sed -n '2,4p' "$0" >&2
-    exit 1
-fi
+source "$(dirname "$0")/args.sh"
+require_args 3 "" "$@"
 DEVICE_TARGET=CPU exec bash "$(dirname "$0")/run_eval.sh" 0 "$@"

@@ -9,10 +9,7 @@
 #   bash scripts/setup_gpu.sh). DEVICE_TARGET=CPU runs on the CPU.
 set -euo pipefail
 source "$(dirname "$0")/args.sh"
-if [ $# -lt 4 ] || ! [[ "$1" =~ ^[0-9]+$ ]]; then
-    print_usage
-    exit 1
-fi
+require_args 4 "^[0-9]+$" "$@"
 DEVICE_ID="$1"; DATA_PATH="$2"; MINDRECORD_PATH="$3"; PRETRAINED_PATH="$4"; shift 4
 DEVICE_TARGET="${DEVICE_TARGET:-GPU}"
 source "$(dirname "$0")/venv.sh"
